@@ -316,3 +316,57 @@ def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+# Human-readable description and allowed range of every dotted setting: the ROS parameter
+# descriptors, the CLI help and the docs all read this table. Ranges mirror __post_init__ checks.
+PARAMETER_INFO: Dict[str, tuple] = {
+    'operating_point.name': ('name reported in status (set by the preset)', None),
+    'operating_point.downscale': ('D: scale of the frame fed to the network', (0.1, 1.0)),
+    'operating_point.keyframe_interval': ('S: run the network every S-th frame', (1, 1000)),
+    'operating_point.warp': ('W: propagate labels with optical flow (off = hold)', None),
+    'operating_point.refine': ('R: repair propagated frames with IAM + Refiner', None),
+    'operating_point.adaptive': ('keyframe when IAM inconsistency exceeds the threshold', None),
+    'operating_point.adaptive_threshold': ('adaptive: inconsistent fraction that forces a '
+                                           'keyframe', (0.0, 1.0)),
+    'operating_point.max_keyframe_interval': ('adaptive: S_max, longest run without a keyframe',
+                                              (1, 1000)),
+    'flow.method': ('dis (paper) or farneback (paper Fig. 6 comparison)', None),
+    'flow.dis_preset': ('ultrafast (paper), fast, medium or custom', None),
+    'flow.finest_scale': ('DIS custom: finest pyramid scale', (0, 10)),
+    'flow.patch_size': ('DIS custom: patch size in pixels', (2, 64)),
+    'flow.patch_stride': ('DIS custom: patch stride in pixels', (1, 64)),
+    'flow.gd_iterations': ('DIS custom: gradient-descent iterations', (1, 1000)),
+    'flow.variational_refinement_iterations': ('DIS custom: variational refinement iterations '
+                                               '(0 = off)', (0, 100)),
+    'flow.scale': ('compute flow on frames resized by this factor', (0.05, 1.0)),
+    'iam.dilation_px': ('IAM: dilation radius of the inconsistency mask', (0, 64)),
+    'iam.smoothing_px': ('IAM: box-blur size after dilation (odd)', (1, 63)),
+    'iam.backward_flow': ('IAM: negated (no extra flow) or dis (exact backward flow)', None),
+    'model.backend': ('network SPEC: icnet:PATH|default, torchscript:PATH, onnx:PATH, '
+                      'python:MODULE:FACTORY', None),
+    'model.refiner': ('Refiner checkpoint, default (shipped) or empty for none', None),
+    'model.device': ('auto, cpu or cuda', None),
+    'model.fp16': ('half precision on CUDA', None),
+    'model.palette_file': ('YAML/JSON with class names and RGB colours (empty = Cityscapes)',
+                           None),
+    'runtime.flow_threads': ('OpenCV threads of the flow worker', (1, 64)),
+    'runtime.inference_threads': ('torch threads of the inference worker', (1, 64)),
+    'runtime.input_queue_size': ('latest-frame buffer length (older frames are dropped)',
+                                 (1, 64)),
+    'publish.labels': ('publish labels (mono8 trainIds)', None),
+    'publish.labels_color': ('publish labels_color (rgb8)', None),
+    'publish.overlay': ('publish overlay (rgb8 image blended with colours)', None),
+    'publish.inconsistency_mask': ('publish inconsistency_mask (mono8, IAM)', None),
+    'publish.status': ('publish status (evs_ros/FrameStatus, per frame)', None),
+    'publish.diagnostics': ('publish /diagnostics summaries', None),
+    'publish.overlay_alpha': ('weight of the colours in the overlay', (0.0, 1.0)),
+    'publish.qos_reliability': ('best_effort (sensor data) or reliable', None),
+    'publish.qos_depth': ('history depth of subscriptions and publishers', (1, 100)),
+    'publish.subscribe_compressed': ('also subscribe image/compressed', None),
+}
+
+# Settings that need a restart of the node (they rebuild models or subscriptions).
+RESTART_REQUIRED = frozenset(name for name in PARAMETER_INFO if name.startswith(
+    ('model.', 'runtime.')) or name in ('publish.qos_reliability', 'publish.qos_depth',
+                                         'publish.subscribe_compressed'))

@@ -1,7 +1,7 @@
 """The ``evs`` command line: one entry point, one module per subcommand.
 
 Each subcommand lives in ``evs_ros/tools/<module>.py`` and exposes ``add_arguments(parser)`` and
-``run(args) -> int``. Modules are imported only when their command runs, so ``evs --help`` stays
+``run(args) -> int`` (or ``main(argv) -> int`` when it has sub-commands of its own). Modules are imported only when their command runs, so ``evs --help`` stays
 fast and a missing optional dependency of one command never breaks the others.
 """
 
@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     name = argv[0]
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(f'evs_ros.tools.{module_name}')
+    if hasattr(module, 'main'):  # a command with sub-commands of its own (e.g. `evs bench flow`)
+        return int(module.main(argv[1:]) or 0)
     sub_parser = argparse.ArgumentParser(prog=f'evs {name}', description=help_text)
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(argv[1:])

@@ -1,0 +1,30 @@
+"""``evs bench``: benchmarks are commands that write JSON/markdown/plots, never timed tests.
+
+    evs bench [--quick] --out DIR ...     operating points vs per-frame (paper Table 1-2, Fig. 6-7)
+    evs bench flow --json FILE ...        DIS alone vs a whole propagated frame
+    evs bench models --json FILE ...      ICNet (full, reduced) and Refiner, ms per frame
+    evs bench latency --json FILE ...     end-to-end latency of the ROS node over DDS
+"""
+
+import argparse
+import importlib
+
+SUBCOMMANDS = {
+    'flow': 'bench_flow',
+    'models': 'bench_models',
+    'latency': 'bench_latency',
+}
+DEFAULT = 'bench_ops'
+
+
+def main(argv) -> int:
+    argv = list(argv)
+    name = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    module_name = SUBCOMMANDS[name] if name else DEFAULT
+    module = importlib.import_module(f'evs_ros.tools.{module_name}')
+    parser = argparse.ArgumentParser(
+        prog=f'evs bench{" " + name if name else ""}',
+        description=(module.__doc__ or '').strip().splitlines()[0] if module.__doc__ else None)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:] if name else argv)
+    return int(module.run(args) or 0)

@@ -1,0 +1,44 @@
+"""Shared fixtures: ROS isolation (own domain id, localhost-only discovery) and small images."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TEST_DIR)
+if TEST_DIR not in sys.path:  # fake models etc. for `python:` backends
+    sys.path.insert(0, TEST_DIR)
+
+
+def pick_domain_id(salt: int = 0) -> int:
+    """A ROS_DOMAIN_ID unlikely to collide with concurrent runs (1..100, avoid 0)."""
+    return 1 + (os.getpid() * 7 + salt * 13) % 100
+
+
+@pytest.fixture
+def ros_env(monkeypatch, request):
+    """Environment for this test's ROS processes: own domain, localhost discovery, FastDDS."""
+    domain_id = pick_domain_id(hash(request.node.nodeid) % 97)
+    profile = os.path.join(REPO, 'config', 'fastdds_large_images.xml')
+    env = {
+        'ROS_DOMAIN_ID': str(domain_id),
+        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+        'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
+        'FASTDDS_DEFAULT_PROFILES_FILE': profile,
+        'PYTHONPATH': TEST_DIR + os.pathsep + os.environ.get('PYTHONPATH', ''),
+        'PYTHONUNBUFFERED': '1',
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return dict(os.environ)
+
+
+@pytest.fixture
+def textured_frames():
+    """A list of 12 BGR uint8 frames (96x160) of a smooth random texture moving right by 2 px."""
+    rng = np.random.default_rng(0)
+    import cv2
+    base = cv2.GaussianBlur(rng.integers(0, 255, (96, 240, 3), dtype=np.uint8), (0, 0), 2.0)
+    return [np.ascontiguousarray(base[:, 40 - 2 * i:200 - 2 * i]) for i in range(12)]
