@@ -1,0 +1,214 @@
+"""The inference worker: one thread that runs the networks for every stream (paper §3.1).
+
+In the paper the GPU holds the segmentation network and the Refiner while the CPU computes flow
+in parallel. :class:`InferenceWorker` is that GPU side: a single thread (torch releases the GIL
+inside its kernels, so it runs in parallel with the flow workers) serving requests from several
+streams. Each stream has two *latest-request slots*: a keyframe slot (a new keyframe request
+replaces one that has not started yet, which completes as ``superseded``) and a refine slot (the
+stream waits for it). The worker takes streams round-robin, so N cameras share one network
+fairly; within a stream refine requests go first because the stream is blocked on them.
+"""
+
+import itertools
+import logging
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
+
+LOGGER = logging.getLogger('evs_ros')
+
+
+class InferenceRequest:
+    """One unit of work for the inference worker; completes exactly once.
+
+    Attributes:
+        kind: ``'keyframe'`` or ``'refine'``.
+        frame_seq: the stream's frame index the request belongs to.
+        result: what the work function returned (None until done, or on error).
+        error: the exception the work raised, or None.
+        superseded: replaced by a newer keyframe request before it started (never ran).
+        elapsed_ms: wall time of the work in the worker thread.
+    """
+
+    def __init__(self, kind: str, frame_seq: int, work: Callable[[], Any]):
+        self.kind = kind
+        self.frame_seq = frame_seq
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.superseded = False
+        self.elapsed_ms = 0.0
+        self._work = work
+        self._done = threading.Event()
+
+    @property
+    def done(self) -> bool:
+        """True once the request has a result, an error, or was superseded/cancelled."""
+        return self._done.is_set()
+
+    @property
+    def ok(self) -> bool:
+        """True if the work ran and returned without an exception."""
+        return self._done.is_set() and self.error is None and not self.superseded
+
+    def wait(self, timeout_s: Optional[float] = None) -> bool:
+        """Block until done (or ``timeout_s``); returns :attr:`done`."""
+        return self._done.wait(timeout_s)
+
+    def run(self) -> None:
+        """Run the work in the calling thread and complete the request."""
+        start = time.perf_counter()
+        try:
+            self.result = self._work()
+        except Exception as error:  # noqa: B902 - any model failure must not kill the worker
+            self.error = error
+        self.elapsed_ms = (time.perf_counter() - start) * 1000.0
+        self._work = None
+        self._done.set()
+
+    def cancel(self, reason: BaseException = None) -> None:
+        """Complete without running: ``superseded`` (no reason) or with ``error=reason``."""
+        if reason is None:
+            self.superseded = True
+        else:
+            self.error = reason
+        self._work = None
+        self._done.set()
+
+
+class InferenceWorker:
+    """Runs the segmentation network and the Refiner for any number of streams, one thread.
+
+    Args:
+        model: a :class:`~evs_ros.models.base.SegmentationModel`.
+        refiner: a :class:`~evs_ros.models.base.RefinerModel`, or None.
+        threads: torch intra-op threads, set in the worker thread if torch is imported.
+    """
+
+    def __init__(self, model, refiner=None, threads: int = 1):
+        self.model = model
+        self.refiner = refiner
+        self._threads = threads
+        self._lock = threading.Condition()
+        self._slots: Dict[int, Dict[str, Optional[InferenceRequest]]] = {}
+        self._order = []
+        self._next_index = 0
+        self._keys = itertools.count()
+        self._closed = False
+        self._running = False
+        self._thread = threading.Thread(target=self._loop, name='evs-inference', daemon=True)
+        self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def register(self) -> int:
+        """Return a new stream key (one per stream)."""
+        with self._lock:
+            key = next(self._keys)
+            self._slots[key] = {'refine': None, 'keyframe': None}
+            self._order.append(key)
+            return key
+
+    def unregister(self, key: int) -> None:
+        """Forget a stream; its pending (not started) requests complete as superseded."""
+        with self._lock:
+            slots = self._slots.pop(key, None)
+            if key in self._order:
+                self._order.remove(key)
+        for request in (slots or {}).values():
+            if request is not None:
+                request.cancel()
+
+    def submit(self, key: int, kind: str, frame_seq: int,
+               work: Callable[[], Any]) -> InferenceRequest:
+        """Queue ``work`` (run in the worker thread) in the stream's ``kind`` slot.
+
+        A pending request already in that slot is superseded. After :meth:`close` the request
+        completes at once with a ``RuntimeError``.
+        """
+        request = InferenceRequest(kind, frame_seq, work)
+        with self._lock:
+            if self._closed or key not in self._slots:
+                request.cancel(RuntimeError('inference worker is closed'))
+                return request
+            replaced = self._slots[key][kind]
+            self._slots[key][kind] = request
+            self._lock.notify_all()
+        if replaced is not None:
+            replaced.cancel()
+        return request
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until no request is queued or running (tests, offline tools); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self._running or any(r for s in self._slots.values() for r in s.values()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    return False
+                self._lock.wait(remaining)
+            return True
+
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """Stop the thread; pending requests fail with ``RuntimeError``.
+
+        An inference already running finishes first (a model call cannot be interrupted); if it
+        takes longer than ``timeout_s`` the daemon thread is left to finish on its own and False
+        is returned.
+        """
+        with self._lock:
+            self._closed = True
+            pending = [r for slots in self._slots.values() for r in slots.values() if r]
+            for slots in self._slots.values():
+                slots.update(refine=None, keyframe=None)
+            self._lock.notify_all()
+        for request in pending:
+            request.cancel(RuntimeError('inference worker closed before the request ran'))
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            LOGGER.warning('inference worker still busy after %.1f s; left to finish', timeout_s)
+            return False
+        return True
+
+    def _next_request(self) -> Optional[InferenceRequest]:
+        """Pop the next request round-robin over streams (refine first); None when closed."""
+        with self._lock:
+            while not self._closed:
+                request = self._pop_round_robin()
+                if request is not None:
+                    self._running = True
+                    return request
+                self._lock.wait()
+            return None
+
+    def _pop_round_robin(self) -> Optional[InferenceRequest]:
+        count = len(self._order)
+        for offset in range(count):
+            key = self._order[(self._next_index + offset) % count]
+            slots = self._slots[key]
+            for kind in ('refine', 'keyframe'):
+                request = slots[kind]
+                if request is not None:
+                    slots[kind] = None
+                    self._next_index = (self._next_index + offset + 1) % count
+                    return request
+        return None
+
+    def _loop(self) -> None:
+        if 'torch' in sys.modules:
+            sys.modules['torch'].set_num_threads(self._threads)
+        while True:
+            request = self._next_request()
+            if request is None:
+                return
+            request.run()
+            with self._lock:
+                self._running = False
+                self._lock.notify_all()
+            if request.error is not None:
+                LOGGER.error('%s inference failed for frame %d: %s: %s', request.kind,
+                             request.frame_seq, type(request.error).__name__, request.error,
+                             exc_info=request.error)

@@ -1,0 +1,70 @@
+"""Per-frame outputs of the pipeline and the runtime (paper §3; design §5 ``status`` topic)."""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+STAGES = ('flow_ms', 'warp_ms', 'iam_ms', 'inference_ms', 'refine_ms')
+"""Stage timing fields of :class:`FrameInfo`, in pipeline order."""
+
+
+@dataclass
+class FrameInfo:
+    """What happened to one frame (one ``status`` message).
+
+    Attributes:
+        seq: index of the frame among the frames this pipeline/stream processed (0-based).
+        stamp_ns: the input stamp, passed through.
+        keyframe: the frame was sent to the segmentation network.
+        frames_since_keyframe: age of the output labels, i.e. the number of propagation (or hold)
+            steps since the keyframe they come from; 0 = the network's own output for this frame.
+        refined: IAM + Refiner changed this frame's probabilities (R on and a Refiner exists).
+        inconsistent_fraction: IAM's fraction in [0, 1] of inconsistent pixels; NaN when not
+            computed (keyframes, W off).
+        operating_point: name of the operating point used.
+        flow_ms, warp_ms, iam_ms, inference_ms, refine_ms: stage wall times; 0 when the stage did
+            not run for this frame. In the runtime, ``inference_ms`` is the network time of a
+            keyframe result used by this output (0 otherwise).
+        total_ms: processing time of this frame (sum of its stages plus bookkeeping).
+        latency_ms: from ``process``/``submit`` to the result being ready.
+        dropped_frames: input frames dropped (overload) since the previous output.
+    """
+
+    seq: int = 0
+    stamp_ns: int = 0
+    keyframe: bool = False
+    frames_since_keyframe: int = 0
+    refined: bool = False
+    inconsistent_fraction: float = math.nan
+    operating_point: str = ''
+    flow_ms: float = 0.0
+    warp_ms: float = 0.0
+    iam_ms: float = 0.0
+    inference_ms: float = 0.0
+    refine_ms: float = 0.0
+    total_ms: float = 0.0
+    latency_ms: float = 0.0
+    dropped_frames: int = 0
+
+
+@dataclass
+class FrameResult:
+    """Labels for one frame plus everything a consumer may want to publish.
+
+    Attributes:
+        info: see :class:`FrameInfo`.
+        labels: uint8 (H, W) class ids at camera resolution, 255 = ignore/unknown.
+        probs: float32 (C, h, w) class probabilities at the network output resolution, or None
+            (W off, or no state yet). Shared with the pipeline state: treat as read-only.
+        mask: uint8 (H, W) IAM inconsistency at camera resolution, 0..255 (255 = fully
+            inconsistent); zeros when not computed.
+        meta: any user object given with the frame (e.g. the ROS header), passed through unchanged.
+    """
+
+    info: FrameInfo
+    labels: np.ndarray
+    probs: Optional[np.ndarray] = None
+    mask: Optional[np.ndarray] = None
+    meta: Any = field(default=None)

@@ -1,0 +1,179 @@
+"""Per-stream propagation state and its update steps (paper §3.3-3.5, eq. 1-4).
+
+Shared by the synchronous :class:`~evs_ros.pipeline.pipeline.EvsPipeline` and the real-time
+:class:`~evs_ros.pipeline.runtime.EvsStream`, so both compute exactly the same labels.
+
+Labels at camera resolution come from the network's probabilities by an argmax at the probability
+resolution followed by a nearest-neighbour upsampling. Measured on the 2-core dev CPU for
+19 x 256 x 512 probabilities and a 2048 x 1024 camera: bilinear upsampling of the probabilities
+then argmax 83 ms, low-resolution argmax + nearest 12 ms. Keyframes and refined frames would
+otherwise cost more than DIS itself. On refined frames only the pixels the IAM mask touches take
+the refined labels; the others keep the full-resolution warped labels (eq. 4 restricted to where
+it matters).
+"""
+
+import time
+from dataclasses import dataclass, replace
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+from evs_ros.config import IamConfig
+from evs_ros.flow import compose_flows, resize_flow, warp_dense, warp_labels
+from evs_ros.models.base import Prediction
+
+
+@dataclass
+class PropagationState:
+    """What a stream knows about its current frame, derived from the last keyframe.
+
+    Attributes:
+        labels: uint8 (H, W) labels at camera resolution.
+        labels_low: uint8 (h, w) argmax labels at the probability resolution (IAM input).
+        probs: float32 (C, h, w) probabilities.
+        features: float32 (Cf, hf, wf) keyframe low-level features, or None. They are warped
+            lazily: ``features_flow`` says how to align them with the current frame.
+        features_flow: float32 (hf, wf, 2) flow from the current frame to the frame the features
+            are aligned with (flows composed at the feature resolution), or None if aligned.
+        age: propagation/hold steps since the keyframe (0 = the keyframe itself).
+    """
+
+    labels: np.ndarray
+    labels_low: np.ndarray
+    probs: np.ndarray
+    features: Optional[np.ndarray] = None
+    features_flow: Optional[np.ndarray] = None
+    age: int = 0
+
+
+def upsample_labels(labels_low: np.ndarray, camera_hw: Tuple[int, int]) -> np.ndarray:
+    """Return uint8 (H, W) labels: nearest-neighbour upsampling of uint8 (h, w) labels."""
+    height, width = camera_hw
+    if labels_low.shape == (height, width):
+        return labels_low.copy()
+    return cv2.resize(labels_low, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def argmax_labels(probs: np.ndarray) -> np.ndarray:
+    """Return uint8 (h, w) argmax over C of float32 (C, h, w) probabilities."""
+    return np.argmax(probs, axis=0).astype(np.uint8)
+
+
+def state_from_prediction(prediction: Prediction, camera_hw: Tuple[int, int]) -> PropagationState:
+    """Build the keyframe state from the network's output (any probability resolution)."""
+    probs = np.asarray(prediction.probs, dtype=np.float32)
+    if probs.ndim != 3:
+        raise ValueError(f'Prediction.probs must be float32 (C, h, w), got shape {probs.shape}')
+    labels_low = argmax_labels(probs)
+    features = prediction.features
+    if features is not None:
+        features = np.asarray(features, dtype=np.float32)
+    return PropagationState(labels=upsample_labels(labels_low, camera_hw), labels_low=labels_low,
+                            probs=probs, features=features)
+
+
+def propagate(state: PropagationState, flow_cur_to_prev: np.ndarray, iam_config: IamConfig,
+              steps: int = 1, flow_prev_to_cur: Optional[np.ndarray] = None,
+              timings: Optional[dict] = None):
+    """Warp labels and probabilities to the current frame (eq. 1-2), then run IAM (eq. 3).
+
+    Args:
+        state: the state of the frame the flow points to (left unchanged).
+        flow_cur_to_prev: float32 (H, W, 2) flow at camera resolution from the current frame to
+            the state's frame (one frame back, or several frames composed).
+        iam_config: IAM settings; IAM runs at the probability resolution.
+        steps: frames between the two (added to ``age``).
+        flow_prev_to_cur: float32 (H, W, 2) exact backward flow for IAM, or None.
+        timings: optional dict; ``warp_ms`` and ``iam_ms`` are added to it.
+
+    Returns:
+        (new state, IamResult). The new ``labels_low`` is IAM's forward-warped L_F.
+    """
+    start = time.perf_counter()
+    probs_hw = state.probs.shape[-2:]
+    flow_low = resize_flow(flow_cur_to_prev, probs_hw)
+    labels = warp_labels(state.labels, flow_cur_to_prev)
+    probs = warp_dense(state.probs, flow_low)
+    features_flow = _defer_feature_warp(state, flow_cur_to_prev)
+    _add_ms(timings, 'warp_ms', start)
+    iam = _run_iam(state.labels_low, flow_low, iam_config, flow_prev_to_cur, timings)
+    new_state = replace(state, labels=labels, labels_low=iam.labels_warped, probs=probs,
+                        features_flow=features_flow, age=state.age + steps)
+    return new_state, iam
+
+
+def _run_iam(labels_low_prev, flow_low, iam_config, flow_prev_to_cur, timings):
+    from evs_ros.pipeline.iam import compute_iam
+    start = time.perf_counter()
+    backward = None
+    if flow_prev_to_cur is not None:
+        backward = resize_flow(flow_prev_to_cur, flow_low.shape[:2])
+    iam = compute_iam(labels_low_prev, flow_low, iam_config, flow_prev_to_cur=backward)
+    _add_ms(timings, 'iam_ms', start)
+    return iam
+
+
+def _defer_feature_warp(state: PropagationState, flow_cur_to_prev: np.ndarray):
+    """Compose the pending feature flow with one more step, at the feature resolution."""
+    if state.features is None:
+        return None
+    flow_feat = resize_flow(flow_cur_to_prev, state.features.shape[-2:])
+    if state.features_flow is None:
+        return flow_feat
+    return compose_flows(state.features_flow, flow_feat)
+
+
+def aligned_features(state: PropagationState, timings: Optional[dict] = None):
+    """Return float32 (Cf, hf, wf) features aligned with the current frame (or None).
+
+    Warps them once with the composed pending flow and caches the result in ``state``.
+    """
+    if state.features is None or state.features_flow is None:
+        return state.features
+    start = time.perf_counter()
+    state.features = warp_dense(state.features, state.features_flow)
+    state.features_flow = None
+    _add_ms(timings, 'warp_ms', start)
+    return state.features
+
+
+def apply_refinement(state: PropagationState, probs_refiner: np.ndarray, mask: np.ndarray):
+    """Blend the Refiner's probabilities in where IAM's mask is set (paper eq. 4).
+
+    Args:
+        probs_refiner: float32 (C, h, w) Refiner output at the probability resolution.
+        mask: float32 (h, w) IAM mask in [0, 1].
+    """
+    from evs_ros.pipeline.iam import blend_probs
+    probs_refiner = np.asarray(probs_refiner, dtype=np.float32)
+    if probs_refiner.shape != state.probs.shape:
+        raise ValueError(f'Refiner returned probs of shape {probs_refiner.shape}, expected '
+                         f'{state.probs.shape} (the shape of probs_warped)')
+    touched_low = np.asarray(mask) > 0
+    if not touched_low.any():
+        return  # eq. 4 with M = 0 everywhere: the warped probabilities stay
+    state.probs = blend_probs(probs_refiner, state.probs, mask)
+    # Only touched pixels can change: take the argmax there only (it dominates the cost).
+    labels_low = state.labels_low.copy()
+    labels_low[touched_low] = np.argmax(state.probs[:, touched_low], axis=0)
+    state.labels_low = labels_low
+    touched = upsample_labels(touched_low.astype(np.uint8), state.labels.shape)
+    refined = upsample_labels(labels_low, state.labels.shape)
+    state.labels = cv2.copyTo(refined, touched, state.labels.copy())
+
+
+def mask_to_camera(mask: Optional[np.ndarray], camera_hw: Tuple[int, int]) -> np.ndarray:
+    """Return uint8 (H, W) 0..255 from a float32 (h, w) [0, 1] mask (zeros for None)."""
+    height, width = camera_hw
+    if mask is None:
+        return np.zeros((height, width), np.uint8)
+    mask_u8 = np.clip(np.asarray(mask, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if mask_u8.shape == (height, width):
+        return mask_u8
+    return cv2.resize(mask_u8, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _add_ms(timings: Optional[dict], key: str, start: float) -> None:
+    if timings is not None:
+        timings[key] = timings.get(key, 0.0) + (time.perf_counter() - start) * 1000.0
