@@ -1,0 +1,208 @@
+"""Training of ICNet (cascade label guidance) and of the Refiner (paper §3.5, §4.3.2).
+
+ICNet: cross entropy at the three cascade outputs against nearest-downsampled trainIds (255 =
+ignore), weighted 1.0 (``conv6_cls``, 1/4), 0.4 (``sub24_out``, 1/8) and 0.16 (``sub4_out``, 1/16)
+as the ICNet reference training (lambda3, lambda2, lambda1). Refiner: pairs (keyframe k, frame
+k + d, d in 1..max_gap): a frozen ICNet predicts P and F at k, DIS flows chained from k + d back
+to k warp them (as the pipeline does), and the Refiner learns the labels of k + d.
+
+Checkpoints are evs_ros checkpoints (``checkpoint.py``) whose ``meta`` also holds ``epoch`` and
+``optimizer`` so ``resume`` continues where a run stopped.
+"""
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from evs_ros.data.labels import CLASS_NAMES, IGNORE
+from evs_ros.models.checkpoint import build_network, load_checkpoint, save_checkpoint
+from evs_ros.models.icnet import ICNet, select_device
+from evs_ros.models.refiner import RefinerNet
+from evs_ros.models.training_data import IcnetCrops, RefinerPairs
+
+CASCADE_WEIGHTS = {'logits': 1.0, 'logits_sub24': 0.4, 'logits_sub4': 0.16}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (``evs train``)."""
+
+    data_root: str
+    out_path: str
+    split: str = 'train'
+    epochs: int = 10
+    batch_size: int = 8
+    crop_hw: Tuple[int, int] = (257, 513)
+    width_mult: float = 0.5
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    device: str = 'auto'
+    workers: int = 0
+    seed: int = 0
+    max_steps_per_epoch: int = 0
+    """0 = whole dataset each epoch; > 0 caps batches per epoch (quick runs)."""
+    resume: bool = False
+    icnet_path: str = ''
+    """Refiner only: the trained ICNet checkpoint that provides P and F."""
+    max_gap: int = 5
+    """Refiner only: d in 1..max_gap frames between keyframe and target frame."""
+    val_split: str = 'val'
+    """ICNet only: mIoU on this split after each epoch ('' or a missing split: skipped)."""
+    val_limit: int = 20
+    """Labelled frames evaluated per epoch (evenly spaced over the split)."""
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross entropy of (N, C, h, w) logits vs (N, H, W) int64 labels shrunk (nearest) to h x w."""
+    small = F.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode='nearest')
+    return F.cross_entropy(logits.float(), small[:, 0].long(), ignore_index=IGNORE)
+
+
+def cascade_loss(outputs: Dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """ICNet's cascade label guidance: weighted sum over the 1/4, 1/8 and 1/16 outputs."""
+    return sum(weight * segmentation_loss(outputs[key], labels)
+               for key, weight in CASCADE_WEIGHTS.items())
+
+
+def evaluate_icnet(network: torch.nn.Module, root: str, split: str, limit: int,
+                   device: str = 'cpu') -> Optional[float]:
+    """mIoU of ``network`` on up to ``limit`` labelled frames of ``split``; None if it is absent.
+
+    Predictions (1/4 resolution) are upsampled to the label size with nearest neighbour.
+    """
+    import cv2
+    from evs_ros.data.cityscapes import list_snippets, read_image, read_labels
+    from evs_ros.data.metrics import ConfusionMatrix
+    from evs_ros.models.icnet import IcnetModel
+    try:
+        items = [(snippet.frames[index], path) for snippet in list_snippets(root, split)
+                 for index, path in sorted(snippet.labels.items())]
+    except FileNotFoundError:
+        return None
+    if not split or not items:
+        return None
+    chosen = np.linspace(0, len(items) - 1, min(limit, len(items))).round().astype(int)
+    model = IcnetModel(network, device=device)
+    confusion = ConfusionMatrix(network.num_classes)
+    for image_path, label_path in (items[i] for i in sorted(set(chosen))):
+        labels = read_labels(label_path)
+        predicted = model.predict(read_image(image_path)).probs.argmax(axis=0).astype(np.uint8)
+        predicted = cv2.resize(predicted, labels.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        confusion.update(predicted, labels)
+    return float(confusion.miou())
+
+
+def _poly_lr(base_lr: float, step: int, total_steps: int) -> float:
+    return base_lr * (1.0 - min(step, total_steps - 1) / max(1, total_steps)) ** 0.9
+
+
+class Trainer:
+    """Epoch loop with poly learning rate, tqdm progress and resumable checkpoints."""
+
+    def __init__(self, config: TrainConfig, arch: str, network: torch.nn.Module,
+                 arch_config: Dict, dataset, step_fn):
+        self.config, self.arch, self.arch_config = config, arch, arch_config
+        self.device = select_device(config.device)
+        self.network = network.to(self.device)
+        self.dataset, self.step_fn = dataset, step_fn
+        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        self.start_epoch = 0
+        if config.resume and os.path.isfile(config.out_path):
+            self._resume(config.out_path)
+
+    def _resume(self, path: str) -> None:
+        checkpoint = load_checkpoint(path, expected_arch=self.arch)
+        self.network.load_state_dict(checkpoint['state_dict'])
+        if checkpoint['meta'].get('optimizer'):
+            self.optimizer.load_state_dict(checkpoint['meta']['optimizer'])
+        self.start_epoch = int(checkpoint['meta'].get('epoch', 0))
+
+    def run(self) -> Dict[str, float]:
+        """Train the remaining epochs; returns {'epoch': n, 'loss': last epoch's mean loss}."""
+        from tqdm import tqdm
+        config = self.config
+        torch.manual_seed(config.seed + self.start_epoch)
+        loader = DataLoader(self.dataset, batch_size=config.batch_size, shuffle=True,
+                            num_workers=config.workers, drop_last=len(self.dataset) >
+                            config.batch_size)
+        steps = len(loader) if not config.max_steps_per_epoch else \
+            min(len(loader), config.max_steps_per_epoch)
+        total = steps * config.epochs
+        mean_loss = float('nan')
+        for epoch in range(self.start_epoch, config.epochs):
+            self.network.train()
+            losses = []
+            bar = tqdm(loader, total=steps, desc=f'{self.arch} epoch {epoch + 1}/{config.epochs}')
+            for step, batch in enumerate(bar):
+                if step >= steps:
+                    break
+                for group in self.optimizer.param_groups:
+                    group['lr'] = _poly_lr(config.lr, epoch * steps + step, total)
+                loss = self.step_fn(self.network, batch, self.device)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                losses.append(loss.item())
+                bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
+            mean_loss = float(np.mean(losses)) if losses else float('nan')
+            val_miou = self._validate()
+            self._save(epoch + 1, mean_loss, val_miou)
+        return {'epoch': config.epochs, 'loss': mean_loss}
+
+    def _validate(self) -> Optional[float]:
+        if self.arch != 'icnet' or not self.config.val_split:
+            return None
+        miou = evaluate_icnet(self.network, self.config.data_root, self.config.val_split,
+                              self.config.val_limit, str(self.device))
+        if miou is not None:
+            print(f'{self.config.val_split} mIoU {miou:.4f}', flush=True)
+        return miou
+
+    def _save(self, epoch: int, loss: float, val_miou: Optional[float]) -> None:
+        meta = {'epoch': epoch, 'loss': loss, 'val_miou': val_miou,
+                'optimizer': self.optimizer.state_dict(),
+                'train_config': {k: (list(v) if isinstance(v, tuple) else v)
+                                 for k, v in asdict(self.config).items()}}
+        save_checkpoint(self.config.out_path, self.arch, self.arch_config, self.network,
+                        class_names=CLASS_NAMES, meta=meta)
+
+
+def _icnet_step(network, batch, device) -> torch.Tensor:
+    data, labels = (tensor.to(device) for tensor in batch)
+    return cascade_loss(network(data, return_aux=True), labels)
+
+
+def _refiner_step(network, batch, device) -> torch.Tensor:
+    data, probs, features, labels = (tensor.to(device) for tensor in batch)
+    return segmentation_loss(network(data, probs, features)['logits'], labels)
+
+
+def train_icnet(config: TrainConfig) -> Dict[str, float]:
+    """Train ICNet from scratch on a Cityscapes-layout dataset (``config.data_root``)."""
+    arch_config = {'num_classes': len(CLASS_NAMES), 'width_mult': config.width_mult,
+                   'aux_heads': True}
+    dataset = IcnetCrops(config.data_root, config.split, config.crop_hw, config.seed)
+    trainer = Trainer(config, 'icnet', ICNet(**arch_config), arch_config, dataset, _icnet_step)
+    return trainer.run()
+
+
+def train_refiner(config: TrainConfig, icnet: Optional[torch.nn.Module] = None):
+    """Train the Refiner on top of a frozen ICNet (``config.icnet_path`` or ``icnet``)."""
+    if icnet is None:
+        if not config.icnet_path:
+            raise ValueError('Refiner training needs the trained ICNet: pass --icnet CKPT')
+        icnet = build_network(load_checkpoint(config.icnet_path, expected_arch='icnet'))
+    icnet = icnet.eval()
+    arch_config = {'num_classes': icnet.num_classes, 'feature_channels': icnet.feature_channels,
+                   'width_mult': config.width_mult}
+    dataset = RefinerPairs(config.data_root, config.split, config.crop_hw, icnet,
+                           config.max_gap, config.seed)
+    trainer = Trainer(config, 'refiner', RefinerNet(**arch_config), arch_config, dataset,
+                      _refiner_step)
+    return trainer.run()

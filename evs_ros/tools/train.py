@@ -1,0 +1,52 @@
+"""``evs train icnet|refiner``: train ICNet or the Refiner on a Cityscapes-layout dataset.
+
+Examples::
+
+    evs train icnet --data data/synth --out evs_ros/models/weights/icnet_synth.pt \\
+        --epochs 40 --batch 8 --crop 257x513 --width-mult 0.5
+    evs train refiner --data data/synth --icnet evs_ros/models/weights/icnet_synth.pt \\
+        --out evs_ros/models/weights/refiner_synth.pt --epochs 20 --crop 256x512
+
+``--resume`` continues from ``--out`` when it exists (weights, optimizer, epoch).
+"""
+
+from evs_ros.models.training import TrainConfig, train_icnet, train_refiner
+from evs_ros.tools.export import parse_size
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument('network', choices=['icnet', 'refiner'])
+    parser.add_argument('--data', required=True, help='dataset root (Cityscapes layout)')
+    parser.add_argument('--out', required=True, help='checkpoint to write (each epoch)')
+    parser.add_argument('--split', default='train')
+    parser.add_argument('--epochs', type=int, default=10)
+    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--crop', default='257x513',
+                        help='HxW: random crop (icnet) or whole-frame resize (refiner)')
+    parser.add_argument('--width-mult', type=float, default=0.5)
+    parser.add_argument('--lr', type=float, default=1e-3)
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
+    parser.add_argument('--workers', type=int, default=0, help='DataLoader worker processes')
+    parser.add_argument('--max-steps', type=int, default=0,
+                        help='cap on batches per epoch (0 = all)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--resume', action='store_true')
+    parser.add_argument('--icnet', default='', help='refiner: trained ICNet checkpoint')
+    parser.add_argument('--val-split', default='val',
+                        help="icnet: split for per-epoch mIoU ('' = none; skipped if absent)")
+    parser.add_argument('--val-limit', type=int, default=20, help='val frames per epoch')
+    parser.add_argument('--max-gap', type=int, default=5,
+                        help='refiner: keyframe-to-frame distance d in 1..max-gap')
+
+
+def run(args) -> int:
+    config = TrainConfig(data_root=args.data, out_path=args.out, split=args.split,
+                         epochs=args.epochs, batch_size=args.batch, crop_hw=parse_size(args.crop),
+                         width_mult=args.width_mult, lr=args.lr, device=args.device,
+                         workers=args.workers, seed=args.seed, max_steps_per_epoch=args.max_steps,
+                         resume=args.resume, icnet_path=args.icnet, max_gap=args.max_gap,
+                         val_split=args.val_split, val_limit=args.val_limit)
+    train = train_icnet if args.network == 'icnet' else train_refiner
+    result = train(config)
+    print(f'wrote {args.out} after epoch {result["epoch"]} (mean loss {result["loss"]:.4f})')
+    return 0

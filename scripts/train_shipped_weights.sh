@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Reproduces the weights shipped in evs_ros/models/weights/ (CPU is enough; CUDA is used if present):
+#   1. renders the synthetic training and validation sets (Cityscapes layout),
+#   2. trains the reduced-width ICNet (width 0.5) with cascade label guidance,
+#   3. trains the Refiner on (keyframe, later frame) pairs with DIS-warped P and F.
+# Usage: scripts/train_shipped_weights.sh [DATA_DIR] [OUT_DIR]
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+data="${1:-$repo/data_cache/synth}"
+out="${2:-$repo/evs_ros/models/weights}"
+# shellcheck disable=SC1091
+source "$repo/.venv/bin/activate"
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+evs() { python -m evs_ros.tools.cli "$@"; }
+mkdir -p "$out"
+[ -d "$data/leftImg8bit_sequence/train" ] || \
+  evs synth --out "$data" --split train --snippets 80 --frames 12 --width 1024 --height 512 --seed 0
+[ -d "$data/leftImg8bit_sequence/val" ] || \
+  evs synth --out "$data" --split val --snippets 8 --frames 12 --width 1024 --height 512 --seed 0
+evs train icnet --data "$data" --out "$out/icnet_synth.pt" --width-mult 0.5 --epochs "${ICNET_EPOCHS:-30}" \
+  --batch 8 --crop 257x513 --lr 1e-3 --val-split val --val-limit 24 --seed 0 ${RESUME:+--resume}
+evs train refiner --data "$data" --out "$out/refiner_synth.pt" --icnet "$out/icnet_synth.pt" \
+  --width-mult 0.5 --epochs "${REFINER_EPOCHS:-6}" --batch 4 --crop 257x513 --max-gap 5 --seed 0
