@@ -1,0 +1,1 @@
+"""evs_ros.tools."""
