@@ -8,6 +8,12 @@ import numpy as np
 from evs_ros.config import EvsConfig
 
 
+def labels_module():
+    """evs_ros.data.labels (imported lazily: the palette tables are only needed here)."""
+    from evs_ros.data import labels
+    return labels
+
+
 @dataclass
 class Visualizer:
     """Turns trainId labels into colours with a palette lookup table.
@@ -22,14 +28,11 @@ class Visualizer:
 
     @classmethod
     def from_palette(cls, colors_rgb, alpha: float = 0.5) -> 'Visualizer':
-        lut = np.zeros((256, 3), np.uint8)
-        colors = np.asarray(colors_rgb, np.uint8).reshape(-1, 3)[:255]
-        lut[:len(colors)] = colors
-        return cls(lut, alpha)
+        return cls(labels_module().palette_lut(colors_rgb), alpha)
 
     @classmethod
     def from_config(cls, config: EvsConfig) -> 'Visualizer':
-        from evs_ros.data import labels
+        labels = labels_module()
         if config.model.palette_file:
             _, colors = labels.load_palette(config.model.palette_file)
         else:
@@ -38,7 +41,7 @@ class Visualizer:
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """uint8 (H, W) labels -> uint8 (H, W, 3) RGB."""
-        return self.lut_rgb[labels]
+        return labels_module().colorize(labels, self.lut_rgb)
 
     def overlay(self, image_bgr: np.ndarray, colors_rgb: np.ndarray) -> np.ndarray:
         """Blend the colours over the camera image: uint8 (H, W, 3) BGR + RGB -> RGB."""
