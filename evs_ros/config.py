@@ -367,6 +367,7 @@ PARAMETER_INFO: Dict[str, tuple] = {
 }
 
 # Settings that need a restart of the node (they rebuild models or subscriptions).
-RESTART_REQUIRED = frozenset(name for name in PARAMETER_INFO if name.startswith(
-    ('model.', 'runtime.')) or name in ('publish.qos_reliability', 'publish.qos_depth',
-                                         'publish.subscribe_compressed'))
+RESTART_REQUIRED = frozenset(
+    name for name in PARAMETER_INFO
+    if name.startswith(('model.', 'runtime.'))
+    or name in ('publish.qos_reliability', 'publish.qos_depth', 'publish.subscribe_compressed'))

@@ -10,9 +10,19 @@ the input's header. Topics (relative, so the namespace decides where they live),
   ``inconsistency_mask`` (mono8 0..255), ``status`` (evs_ros/FrameStatus)
 - pub ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, 1 Hz summary of every camera)
 
-Outputs are only computed for topics somebody subscribes to.
+Outputs are only computed for topics somebody subscribes to: colouring and overlays for nobody
+are skipped, and ``/diagnostics`` reports per camera how many messages of each topic were
+published (``published_<topic>``), so the skipped work can be seen. Its other values: output_hz,
+operating_point, rejected_bad_messages (could not be converted), the stream's counters
+(frames_in, frames_out, dropped, rejected = stamp not increasing, errors, keyframes, max_queue)
+and stage-time percentiles (``<stage>_p50``/``_p99`` in ms). Bad input messages (unsupported
+encoding, empty, truncated) and out-of-order stamps are rejected with a logged reason and counted
+(``frames_rejected`` in ``status``); the node never stops for them. Log records of the pipeline
+(Python logger ``evs_ros``) are forwarded to the node's ROS logger.
 """
 
+import collections
+import logging
 import math
 import sys
 import time
@@ -29,6 +39,9 @@ from evs_ros.msg import FrameStatus
 from evs_ros.ros import conversions, params
 
 DIAGNOSTICS_PERIOD_S = 1.0
+REPEAT_LOG_PERIOD_S = 5.0
+OUTPUT_TOPICS = ('labels', 'labels_color', 'overlay', 'inconsistency_mask', 'status')
+MAX_DISTINCT_ERRORS = 64
 
 
 def make_qos(config: EvsConfig) -> QoSProfile:
@@ -42,8 +55,37 @@ def make_qos(config: EvsConfig) -> QoSProfile:
                       reliability=ReliabilityPolicy.RELIABLE)
 
 
+class RclpyLogHandler(logging.Handler):
+    """Forwards Python ``logging`` records (the pipeline's ``evs_ros`` logger) to a ROS logger."""
+
+    def __init__(self, ros_logger):
+        super().__init__(logging.INFO)
+        self.ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.ERROR:
+                self.ros_logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.ros_logger.warning(text)
+            else:
+                self.ros_logger.info(text)
+        except Exception:  # noqa: B902 - logging must never raise into the pipeline
+            self.handleError(record)
+
+
 class CameraIO:
-    """Subscriptions, publishers and counters of one camera (namespace ``prefix``)."""
+    """Subscriptions, publishers and counters of one camera (namespace ``prefix``).
+
+    Attributes:
+        rejected: input messages that could not be converted (bad encoding, size, data).
+        accepted, rejected_stamps: frames the stream took, and refused because their stamp was
+            not after the last one.
+        dropped: frames the stream's latest-frame buffer dropped (reported with the outputs).
+        outputs: frames whose outputs were published.
+        published: topic -> messages published on it (``labels``, ``overlay``, ...).
+    """
 
     def __init__(self, node: 'EvsNode', name: str, stream, qos: QoSProfile):
         prefix = f'{name}/' if name else ''
@@ -51,8 +93,13 @@ class CameraIO:
         self.node = node
         self.stream = stream
         self.rejected = 0
+        self.accepted = 0
+        self.rejected_stamps = 0
+        self.dropped = 0
         self.outputs = 0
         self.outputs_at_last_diag = 0
+        self.published = collections.Counter()
+        self.error_texts = set()
         self.pub_labels = node.create_publisher(Image, prefix + 'labels', qos)
         self.pub_color = node.create_publisher(Image, prefix + 'labels_color', qos)
         self.pub_overlay = node.create_publisher(Image, prefix + 'overlay', qos)
@@ -73,41 +120,62 @@ class CameraIO:
     def _submit(self, msg, convert) -> None:
         try:
             image_bgr = convert(msg)
-        except ValueError as error:
+        except Exception as error:  # noqa: B902 - no input may stop the node
             self.rejected += 1
-            self.node.get_logger().error(
-                f'[{self.name}] dropped an input image: {error}', throttle_duration_sec=2.0)
+            self._log_rejection(error)
             return
         meta = (msg.header, time.monotonic(), image_bgr)
-        self.stream.submit(image_bgr, conversions.stamp_to_ns(msg.header.stamp), meta)
+        if self.stream.submit(image_bgr, conversions.stamp_to_ns(msg.header.stamp), meta):
+            self.accepted += 1
+        else:  # the stream logs why
+            self.rejected_stamps += 1
+
+    def _log_rejection(self, error: Exception) -> None:
+        """Log every distinct reason once, repeats at most every REPEAT_LOG_PERIOD_S."""
+        text = f'[{self.name}] input image rejected ({self.rejected} so far): {error}'
+        reason = f'{type(error).__name__}: {error}'
+        if reason not in self.error_texts and len(self.error_texts) < MAX_DISTINCT_ERRORS:
+            self.error_texts.add(reason)
+            self.node.get_logger().error(text)
+        else:
+            self.node.get_logger().error(text, throttle_duration_sec=REPEAT_LOG_PERIOD_S)
 
     def wanted(self, publisher) -> bool:
         return publisher.get_subscription_count() > 0
 
     def publish(self, result) -> None:
-        """Publish one FrameResult (runs on the stream's flow-worker thread)."""
+        """Publish one FrameResult (runs on the stream's flow-worker thread).
+
+        Colours and the overlay are only computed for topics that have subscribers.
+        """
         header, received_s, image_bgr = result.meta
         publish = self.node.config.publish
         colors_rgb = None
         if publish.labels and self.wanted(self.pub_labels):
-            self.pub_labels.publish(conversions.labels_to_msg(result.labels, header))
+            self._send('labels', self.pub_labels,
+                       conversions.labels_to_msg(result.labels, header))
         if publish.labels_color and self.wanted(self.pub_color):
             colors_rgb = self.node.colorize(result.labels)
-            self.pub_color.publish(conversions.rgb_to_msg(colors_rgb, header))
+            self._send('labels_color', self.pub_color, conversions.rgb_to_msg(colors_rgb, header))
         if publish.overlay and self.wanted(self.pub_overlay):
             if colors_rgb is None:
                 colors_rgb = self.node.colorize(result.labels)
             overlay_rgb = self.node.overlay(image_bgr, colors_rgb)
-            self.pub_overlay.publish(conversions.rgb_to_msg(overlay_rgb, header))
+            self._send('overlay', self.pub_overlay, conversions.rgb_to_msg(overlay_rgb, header))
         if publish.inconsistency_mask and self.wanted(self.pub_mask):
-            self.pub_mask.publish(conversions.mono_to_msg(result.mask, header))
-        if publish.status:
+            self._send('inconsistency_mask', self.pub_mask,
+                       conversions.mono_to_msg(result.mask, header))
+        self.dropped += int(result.info.dropped_frames)
+        if publish.status and self.wanted(self.pub_status):
             latency_ms = (time.monotonic() - received_s) * 1000.0
-            self.pub_status.publish(self.status_msg(result.info, header, latency_ms))
+            self._send('status', self.pub_status, self.status_msg(result.info, header, latency_ms))
         self.outputs += 1
 
+    def _send(self, topic: str, publisher, msg) -> None:
+        publisher.publish(msg)
+        self.published[topic] += 1
+
     def status_msg(self, info, header, latency_ms: float) -> FrameStatus:
-        stats = self.stream.stats()
         msg = FrameStatus(header=header, camera=self.name,
                           operating_point=info.operating_point, keyframe=bool(info.keyframe),
                           frames_since_keyframe=int(info.frames_since_keyframe),
@@ -116,9 +184,10 @@ class CameraIO:
         for stage in ('flow_ms', 'warp_ms', 'iam_ms', 'inference_ms', 'refine_ms', 'total_ms'):
             setattr(msg, stage, float(getattr(info, stage)))
         msg.latency_ms = float(latency_ms)
-        msg.frames_received = int(stats.get('frames_in', 0)) + self.rejected
-        msg.frames_dropped = int(stats.get('dropped', 0))
-        msg.frames_rejected = int(stats.get('rejected', 0)) + self.rejected
+        rejected = self.rejected + self.rejected_stamps
+        msg.frames_received = self.accepted + rejected
+        msg.frames_dropped = self.dropped
+        msg.frames_rejected = rejected
         return msg
 
 
@@ -127,6 +196,11 @@ class EvsNode(Node):
 
     def __init__(self, node_name: str = 'evs_node', **kwargs):
         super().__init__(node_name, **kwargs)
+        self.log_handler = RclpyLogHandler(self.get_logger())
+        pipeline_logger = logging.getLogger('evs_ros')
+        pipeline_logger.addHandler(self.log_handler)
+        pipeline_logger.setLevel(logging.INFO)
+        pipeline_logger.propagate = False
         self.config = params.declare_parameters(self)
         from evs_ros.pipeline.visualize import Visualizer
         self.visualizer = Visualizer.from_config(self.config)
@@ -153,8 +227,10 @@ class EvsNode(Node):
         from evs_ros.pipeline.runtime import EvsRuntime
         model_cfg = self.config.model
         model = load_backend(model_cfg.backend, device=model_cfg.device, fp16=model_cfg.fp16)
-        refiner = load_refiner(model_cfg.refiner, device=model_cfg.device, fp16=model_cfg.fp16,
-                               num_classes=model.num_classes) if model_cfg.refiner else None
+        refiner = load_refiner(model_cfg.refiner, device=model_cfg.device, fp16=model_cfg.fp16)
+        if refiner is not None and refiner.num_classes != model.num_classes:
+            raise ValueError(f'model.refiner predicts {refiner.num_classes} classes but '
+                             f'model.backend has {model.num_classes}; use a matching Refiner')
         return EvsRuntime(self.config, model, refiner)
 
     def colorize(self, labels):
@@ -170,8 +246,7 @@ class EvsNode(Node):
             self.get_logger().warning(f'parameter change rejected: {error}')
             return params.result(error)
         if config.operating_point != self.config.operating_point:
-            for camera in self.cameras.values():
-                camera.stream.set_operating_point(config.operating_point)
+            self.runtime.set_operating_point(config.operating_point)
             self.get_logger().info(f'operating point -> {config.operating_point}')
         self.config = config
         if echo:  # show the preset's fields in `ros2 param get` (cannot set inside this callback)
@@ -190,6 +265,8 @@ class EvsNode(Node):
                                  for p in current])
 
     def publish_diagnostics(self):
+        if not self.config.publish.diagnostics:
+            return
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         for camera in self.cameras.values():
@@ -200,11 +277,15 @@ class EvsNode(Node):
         stats = camera.stream.stats()
         hz = (camera.outputs - camera.outputs_at_last_diag) / DIAGNOSTICS_PERIOD_S
         camera.outputs_at_last_diag = camera.outputs
-        errors = int(stats.get('errors', 0))
-        level = DiagnosticStatus.OK if errors == 0 else DiagnosticStatus.WARN
-        message = 'ok' if errors == 0 else f'{errors} model errors (see log)'
+        problems = [f'{count} {what}' for count, what in (
+            (int(stats.get('errors', 0)), 'model errors'),
+            (camera.rejected + int(stats.get('rejected', 0)), 'inputs rejected')) if count]
+        level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        message = ', '.join(problems) + ' (see log)' if problems else 'ok'
         values = {'output_hz': f'{hz:.1f}', 'operating_point': self.config.operating_point.name,
-                  'rejected_inputs': str(camera.rejected)}
+                  'rejected_bad_messages': str(camera.rejected)}
+        for topic in OUTPUT_TOPICS:
+            values[f'published_{topic}'] = str(camera.published[topic])
         for key, value in stats.items():
             if isinstance(value, dict):
                 for sub_key, sub_value in value.items():
@@ -217,6 +298,7 @@ class EvsNode(Node):
 
     def close(self):
         self.runtime.close()
+        logging.getLogger('evs_ros').removeHandler(self.log_handler)
 
 
 def _fmt(value) -> str:

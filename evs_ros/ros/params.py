@@ -16,11 +16,12 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 SetParametersResult)
 from rclpy.parameter import Parameter
 
-from evs_ros.config import (EvsConfig, PARAMETER_INFO, RESTART_REQUIRED, config_from_flat,
-                            operating_point, to_flat)
+from evs_ros.config import (BASELINE, EvsConfig, OPERATING_POINTS, PARAMETER_INFO,
+                            RESTART_REQUIRED, config_from_flat, operating_point, to_flat)
 
 PRESET = 'operating_point.preset'
 CAMERAS = 'cameras'
+PRESET_NAMES = tuple(OPERATING_POINTS) + (BASELINE.name,)
 OP_FIELDS = ('downscale', 'keyframe_interval', 'warp', 'refine', 'adaptive',
              'adaptive_threshold', 'max_keyframe_interval')
 
@@ -48,10 +49,11 @@ def declare_parameters(node) -> EvsConfig:
     """
     node.declare_parameter(CAMERAS, [''], ParameterDescriptor(
         name=CAMERAS, description='camera namespaces served by this node ("" = the node\'s own '
-        'image topic); each gets <camera>/image in and its own outputs'))
+        'image topic); each gets <camera>/image in and its own outputs (read at start-up)',
+        read_only=True))
     preset_name = node.declare_parameter(PRESET, 'EVS05', ParameterDescriptor(
         name=PRESET, description='paper Table 2 operating point EVS01..EVS14, ADAPTIVE or '
-        'PERFRAME')).value
+        'PERFRAME', additional_constraints='one of: ' + ', '.join(PRESET_NAMES))).value
     base = replace(EvsConfig(), operating_point=operating_point(preset_name))
     for name, default in to_flat(base).items():
         if name == 'operating_point.name':

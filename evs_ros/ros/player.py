@@ -67,12 +67,24 @@ def image_msg(image: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = '
     msg.height, msg.width = image.shape[:2]
     msg.encoding = encoding
     msg.step = image.strides[0]
-    msg.data = np.ascontiguousarray(image).tobytes()
+    msg.data = conversions.uint8_array(image)  # array.array: the setter's fast path
     return msg
+
+
+class _HeaderOnly:
+    """What a player keeps of an output image when ``headers_only`` is set."""
+
+    __slots__ = ('header',)
+
+    def __init__(self, header):
+        self.header = header
 
 
 class FramePlayer:
     """Publishes images to ``<prefix>image`` and records outputs with receipt times.
+
+    With ``headers_only`` only the header of output images is kept (long benchmark runs); status
+    messages are always kept whole.
 
     Attributes:
         received: topic -> list of (receipt time in s (time.monotonic), message).
@@ -80,7 +92,7 @@ class FramePlayer:
     """
 
     def __init__(self, domain_id: int, prefix: str = '', reliable: bool = False,
-                 topics=OUTPUT_TOPICS, on_message: Callable = None):
+                 topics=OUTPUT_TOPICS, on_message: Callable = None, headers_only: bool = False):
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node(f'evs_player_{os.getpid()}_{id(self) % 10000}',
@@ -90,9 +102,11 @@ class FramePlayer:
         self.prefix = prefix
         self.topics = tuple(topics)
         self.on_message = on_message
+        self.headers_only = headers_only
         self.received: Dict[str, List[Tuple[float, object]]] = defaultdict(list)
         self.published: Dict[int, float] = {}
         self.lock = threading.Lock()
+        self.arrived = threading.Condition()  # notified on every recorded message
         self.publisher = self.node.create_publisher(Image, prefix + 'image', qos)
         for topic in self.topics:
             msg_type = FrameStatus if topic == 'status' else Image
@@ -110,10 +124,20 @@ class FramePlayer:
 
     def _record(self, topic: str, msg) -> None:
         now_s = time.monotonic()
-        with self.lock:
-            self.received[topic].append((now_s, msg))
         if self.on_message is not None:
             self.on_message(topic, msg)
+        if self.headers_only and topic != 'status':
+            msg = _HeaderOnly(msg.header)
+        with self.lock:
+            self.received[topic].append((now_s, msg))
+        with self.arrived:
+            self.arrived.notify_all()
+
+    def clear(self) -> None:
+        """Forget everything recorded and published so far."""
+        with self.lock:
+            self.received.clear()
+            self.published.clear()
 
     def messages(self, topic: str) -> list:
         with self.lock:
@@ -124,12 +148,16 @@ class FramePlayer:
             return len(self.received[topic])
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+        """Wait until ``predicate()`` is true; re-checked on every message and every 20 ms."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while True:
             if predicate():
                 return True
-            time.sleep(0.02)
-        return predicate()
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                return False
+            with self.arrived:
+                self.arrived.wait(min(0.02, remaining_s))
 
     def wait_for_node(self, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
         """Wait until the node subscribes ``image`` and publishes every recorded output.

@@ -13,7 +13,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 import numpy as np
 
 from evs_ros.ros import conversions
-from evs_ros.ros.player import FramePlayer, start_node, stop_node
+from evs_ros.ros.player import OUTPUT_TOPICS, FramePlayer, start_node, stop_node
 
 STAMP0_NS = 1_700_000_000_000_000_000
 
@@ -53,17 +53,24 @@ class ClipRecord:
 
 
 class NodeSession:
-    """Context manager: a running evs_node plus a FramePlayer attached to it."""
+    """Context manager: a running evs_node plus a FramePlayer attached to it.
+
+    ``topics`` are the outputs the player subscribes to (the node skips work for the others);
+    ``headers_only`` keeps only the headers of received images (see FramePlayer).
+    """
 
     def __init__(self, overrides: Dict[str, object], log_path: str,
                  params_file: Optional[str] = None, domain_id: Optional[int] = None,
-                 keep_outputs: bool = True, startup_timeout_s: float = 120.0):
+                 keep_outputs: bool = True, startup_timeout_s: float = 120.0,
+                 topics: Iterable[str] = OUTPUT_TOPICS, headers_only: bool = False):
         self.env = session_env(domain_id)
         self.overrides = overrides
         self.log_path = log_path
         self.params_file = params_file or default_params_file()
         self.keep_outputs = keep_outputs
         self.startup_timeout_s = startup_timeout_s
+        self.topics = tuple(topics)
+        self.headers_only = headers_only
         self.process = None
         self.player = None
         self.decoded: Dict[int, dict] = {}
@@ -74,7 +81,8 @@ class NodeSession:
             'FASTDDS_DEFAULT_PROFILES_FILE')})
         self.process = start_node(self.env, self.params_file, self.overrides,
                                   log_path=self.log_path)
-        self.player = FramePlayer(int(self.env['ROS_DOMAIN_ID']), on_message=self._decode)
+        self.player = FramePlayer(int(self.env['ROS_DOMAIN_ID']), topics=self.topics,
+                                  on_message=self._decode, headers_only=self.headers_only)
         try:
             self.player.wait_for_node(self.process, self.startup_timeout_s)
         except RuntimeError as error:

@@ -1,8 +1,9 @@
 """The ``evs`` command line: one entry point, one module per subcommand.
 
 Each subcommand lives in ``evs_ros/tools/<module>.py`` and exposes ``add_arguments(parser)`` and
-``run(args) -> int`` (or ``main(argv) -> int`` when it has sub-commands of its own). Modules are imported only when their command runs, so ``evs --help`` stays
-fast and a missing optional dependency of one command never breaks the others.
+``run(args) -> int`` (or ``main(argv) -> int`` when it has sub-commands of its own). Modules are
+imported only when their command runs, so ``evs --help`` stays fast and a missing optional
+dependency of one command never breaks the others.
 """
 
 import argparse
