@@ -21,3 +21,13 @@ evs train icnet --data "$data" --out "$out/icnet_synth.pt" --width-mult 0.5 --ep
   --batch 8 --crop 257x513 --lr 1e-3 --val-split val --val-limit 24 --seed 0 ${RESUME:+--resume}
 evs train refiner --data "$data" --out "$out/refiner_synth.pt" --icnet "$out/icnet_synth.pt" \
   --width-mult 0.5 --epochs "${REFINER_EPOCHS:-6}" --batch 4 --crop 257x513 --max-gap 5 --seed 0
+# Ship weights only, in fp16 (a few MB): the full checkpoints (with optimizer state) stay in $data.
+python - "$out" "$data" <<'PY'
+import shutil, sys
+from evs_ros.models.checkpoint import strip_for_release
+out, data = sys.argv[1:]
+for name in ('icnet_synth', 'refiner_synth'):
+    full = f'{data}/{name}_full.pt'
+    shutil.copy(f'{out}/{name}.pt', full)
+    print(name, strip_for_release(full, f'{out}/{name}.pt'))
+PY

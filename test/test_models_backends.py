@@ -65,16 +65,32 @@ def test_spec_errors():
         load_backend('python:nomodule')
 
 
-@pytest.mark.skipif(os.path.exists(DEFAULT_ICNET), reason='shipped weights exist')
-def test_default_weights_missing_is_explained():
+def test_default_weights_missing_is_explained(monkeypatch, tmp_path):
+    from evs_ros.models import backends
+    monkeypatch.setattr(backends, 'DEFAULT_ICNET', str(tmp_path / 'icnet_synth.pt'))
     with pytest.raises(FileNotFoundError, match='evs train'):
         load_backend('icnet:default')
 
 
-@pytest.mark.skipif(os.path.exists(DEFAULT_REFINER), reason='shipped weights exist')
-def test_default_refiner_missing_is_explained():
+def test_default_refiner_missing_is_explained(monkeypatch, tmp_path):
+    from evs_ros.models import backends
+    monkeypatch.setattr(backends, 'DEFAULT_REFINER', str(tmp_path / 'refiner_synth.pt'))
     with pytest.raises(FileNotFoundError, match='evs train'):
         load_refiner('default')
+
+
+def test_shipped_weights_load_and_predict():
+    assert os.path.exists(DEFAULT_ICNET) and os.path.exists(DEFAULT_REFINER), \
+        'shipped weights missing: scripts/train_shipped_weights.sh reproduces them'
+    model = load_backend('icnet:default', device='cpu')
+    assert model.num_classes == 19
+    prediction = model.predict(np.zeros((70, 130, 3), np.uint8))
+    assert prediction.probs.shape == (19, 18, 33) and prediction.features is not None
+    np.testing.assert_allclose(prediction.probs.sum(axis=0), 1.0, atol=1e-5)
+    refiner = load_refiner('default', device='cpu')
+    refined = refiner.refine(np.zeros((70, 130, 3), np.uint8), prediction.probs,
+                             prediction.features)
+    assert refined.shape == prediction.probs.shape
 
 
 def test_icnet_backend_predicts(icnet_checkpoint):

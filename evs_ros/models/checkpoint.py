@@ -84,3 +84,22 @@ def _default_names(config: Dict[str, Any]):
     if num_classes == len(CITYSCAPES_CLASSES):
         return list(CITYSCAPES_CLASSES)
     return [f'class_{index}' for index in range(num_classes)]
+
+
+def strip_for_release(path: str, out_path: str, half: bool = True) -> Dict[str, Any]:
+    """Write a deployable copy: weights only (no optimizer state), float tensors in fp16.
+
+    Loading casts the weights back to the network's dtype, so a stripped checkpoint runs like
+    the original (fp16 rounding: ~1e-3 relative). Returns the written checkpoint's ``meta``.
+    """
+    checkpoint = load_checkpoint(path)
+    meta = {k: v for k, v in checkpoint['meta'].items() if k != 'optimizer'}
+    meta['stripped_from'] = os.path.basename(path)
+    state = checkpoint['state_dict']
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    checkpoint.update(state_dict=state, meta=meta)
+    tmp_path = f'{out_path}.tmp'
+    torch.save(checkpoint, tmp_path)
+    os.replace(tmp_path, out_path)
+    return meta

@@ -308,6 +308,8 @@ def _fmt(value) -> str:
 
 
 def main(args: Optional[list] = None) -> int:
+    from evs_ros.flow import tune_allocator
+    tune_allocator()  # big per-frame arrays: avoid mmap/munmap page faults on every frame
     rclpy.init(args=args)
     node = None
     try:
