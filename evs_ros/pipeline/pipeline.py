@@ -30,8 +30,8 @@ from evs_ros.flow import FlowEstimator, to_gray
 from evs_ros.pipeline.results import FrameInfo, FrameResult
 from evs_ros.pipeline.scheduler import KeyframeScheduler
 from evs_ros.pipeline.state import (
-    PropagationState, aligned_features, apply_refinement, mask_to_camera, propagate,
-    state_from_prediction,
+    PropagationState, aligned_features, aligned_probs, apply_refinement, current_probs,
+    mask_to_camera, propagate, state_from_prediction,
 )
 
 
@@ -136,9 +136,10 @@ class EvsPipeline:
 
     def _refine(self, image_bgr, op, mask, timings) -> None:
         features = aligned_features(self._state, timings)
+        probs_warped = aligned_probs(self._state, timings)
         start = time.perf_counter()
         probs_refiner = self._refiner.refine(downscale_image(image_bgr, op.downscale),
-                                             self._state.probs, features)
+                                             probs_warped, features)
         apply_refinement(self._state, probs_refiner, mask)
         timings['refine_ms'] = (time.perf_counter() - start) * 1000.0
 
@@ -146,7 +147,7 @@ class EvsPipeline:
         state = self._state
         info = FrameInfo(frames_since_keyframe=state.age, refined=refined,
                          inconsistent_fraction=inconsistent_fraction)
-        return FrameResult(info=info, labels=state.labels, probs=state.probs,
+        return FrameResult(info=info, labels=state.labels, probs=current_probs(state),
                            mask=mask_to_camera(mask, state.labels.shape))
 
     def _finish_info(self, info, op, keyframe, stamp_ns, timings, start) -> None:

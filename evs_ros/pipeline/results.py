@@ -56,8 +56,10 @@ class FrameResult:
     Attributes:
         info: see :class:`FrameInfo`.
         labels: uint8 (H, W) class ids at camera resolution, 255 = ignore/unknown.
-        probs: float32 (C, h, w) class probabilities at the network output resolution, or None
-            (W off, or no state yet). Shared with the pipeline state: treat as read-only.
+        probs: float32 (C, h, w) class probabilities at the network output resolution on
+            keyframes and refined frames; None on other frames (propagated probabilities are
+            warped lazily, only when a refinement needs them) and before the first keyframe.
+            Shared with the pipeline state: treat as read-only.
         mask: uint8 (H, W) IAM inconsistency at camera resolution, 0..255 (255 = fully
             inconsistent); zeros when not computed.
         meta: any user object given with the frame (e.g. the ROS header), passed through unchanged.

@@ -51,7 +51,8 @@ from evs_ros.pipeline.results import FrameInfo, FrameResult
 from evs_ros.pipeline.scheduler import KeyframeScheduler
 from evs_ros.pipeline.stats import StreamStats
 from evs_ros.pipeline.state import (
-    aligned_features, apply_refinement, mask_to_camera, propagate, state_from_prediction,
+    aligned_features, aligned_probs, apply_refinement, current_probs, mask_to_camera, propagate,
+    state_from_prediction,
 )
 
 LOGGER = logging.getLogger('evs_ros')
@@ -321,7 +322,7 @@ class EvsStream:
         if refiner is None:
             return False
         features = aligned_features(self._state, timings)
-        probs = self._state.probs
+        probs = aligned_probs(self._state, timings)
 
         def work(image=image_bgr, downscale=op.downscale):
             return refiner.refine(downscale_image(image, downscale), probs, features)
@@ -348,7 +349,7 @@ class EvsStream:
         info = FrameInfo(frames_since_keyframe=self._state.age, refined=refined,
                          inconsistent_fraction=fraction)
         mask = mask_to_camera(None if iam is None else iam.mask, camera_hw)
-        return FrameResult(info, self._state.labels, self._state.probs, mask)
+        return FrameResult(info, self._state.labels, current_probs(self._state), mask)
 
     def _fill_info(self, info, frame, seq, op, keyframe, timings, start) -> None:
         info.seq = seq

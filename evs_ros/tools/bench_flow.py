@@ -8,8 +8,13 @@ one core):
 * ``resize_flow_ms``: full-resolution flow to the probability resolution (1/4);
 * ``warp_probs_ms``: bilinear warp of 19-channel probabilities at 1/4 resolution;
 * ``iam_ms``: ``compute_iam`` at 1/4 resolution on the already resized flow;
-* ``propagate_ms``: all of the above in sequence, timed end to end, i.e. what the flow worker
-  spends on a propagated frame (gray conversion excluded, it is ``to_gray_ms``);
+* ``propagate_ms``: DIS plus the pipeline's own propagation step
+  (:func:`evs_ros.pipeline.state.propagate`: label warp, flow resize, IAM, composition of the
+  pending probability flow), from a keyframe state renewed every 5 frames (S = 5), i.e. what the
+  flow worker spends on a propagated frame without refinement (gray conversion excluded, it is
+  ``to_gray_ms``);
+* ``propagate_refine_ms``: the same plus the warp of the probabilities a refinement needs
+  (operating points with R on; the Refiner itself runs on the inference worker);
 * ``farneback_ms``: the paper's Farneback comparison (Fig. 6 setting).
 
 Each timing has ``min``, ``median``, ``p90`` and ``mean`` in milliseconds;
@@ -35,9 +40,12 @@ from evs_ros.flow import FlowEstimator, resize_flow, to_gray, warp_dense, warp_l
 from evs_ros.flow import warp as warp_module
 from evs_ros.flow.realtime import tune_allocator
 from evs_ros.pipeline.iam import compute_iam
+from evs_ros.pipeline.state import PropagationState, aligned_probs
+from evs_ros.pipeline.state import propagate as state_propagate
 
 TARGET_RATIO = 1.3
 NUM_CLASSES = 19
+KEYFRAME_INTERVAL = 5  # propagate_ms: a fresh keyframe state every 5 frames (EVS07-like)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,12 +152,15 @@ def bench_one(frames: List[np.ndarray], args, flow_config: FlowConfig,
     flows = [estimator.calc(frames[i + 1], frames[i]) for i in range(pairs)]
     flows_small = [resize_flow(flow, small_hw) for flow in flows]
 
-    def propagate(i):
+    keyframe = PropagationState(labels=labels, labels_low=labels_small, probs=probs)
+    current = {'state': keyframe}
+
+    def propagate(i, refine=False):
         flow = estimator.calc(frames[i % pairs + 1], frames[i % pairs])
-        warp_labels(labels, flow)
-        flow_small = resize_flow(flow, small_hw)
-        warp_dense(probs, flow_small)
-        compute_iam(labels_small, flow_small, iam_config)
+        state = keyframe if i % KEYFRAME_INTERVAL == 0 else current['state']
+        current['state'], _ = state_propagate(state, flow, iam_config)
+        if refine:
+            aligned_probs(current['state'])
 
     farneback = FlowEstimator(FlowConfig(method='farneback'))
     color = cv2.cvtColor(frames[0], cv2.COLOR_GRAY2BGR)
@@ -161,6 +172,7 @@ def bench_one(frames: List[np.ndarray], args, flow_config: FlowConfig,
         'warp_probs_ms': lambda i: warp_dense(probs, flows_small[i % pairs]),
         'iam_ms': lambda i: compute_iam(labels_small, flows_small[i % pairs], iam_config),
         'propagate_ms': propagate,
+        'propagate_refine_ms': lambda i: propagate(i, refine=True),
     }
     entry = {'width': width, 'height': height, 'prob_size_wh': [small_hw[1], small_hw[0]],
              'prob_channels': NUM_CLASSES}
@@ -201,9 +213,9 @@ def hardware_info(threads: int) -> Dict[str, object]:
 
 def _print_table(results: List[Dict[str, object]]) -> None:
     columns = ['dis_ms', 'warp_labels_ms', 'resize_flow_ms', 'warp_probs_ms', 'iam_ms',
-               'propagate_ms', 'farneback_ms']
+               'propagate_ms', 'propagate_refine_ms', 'farneback_ms']
     print('median ms; ratio = propagate / dis (median, and min / min)')
-    print('source     size        ' + ' '.join(f'{c[:-3]:>12}' for c in columns) + '   ratio')
+    print('source     size        ' + ' '.join(f'{c[:-3][:12]:>12}' for c in columns) + '   ratio')
     for entry in results:
         cells = ' '.join(f'{entry[c]["median"]:12.2f}' if c in entry else f'{"-":>12}'
                          for c in columns)
