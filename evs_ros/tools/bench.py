@@ -2,7 +2,7 @@
 
     evs bench [--quick] --out DIR ...     operating points vs per-frame (paper Table 1-2, Fig. 6-7)
     evs bench flow --json FILE ...        DIS alone vs a whole propagated frame
-    evs bench models --json FILE ...      ICNet (full, reduced) and Refiner, ms per frame
+    evs bench models --out FILE ...       ICNet (full, reduced) and Refiner, ms per frame
     evs bench latency --json FILE ...     end-to-end latency of the ROS node over DDS
 """
 
@@ -22,6 +22,8 @@ def main(argv) -> int:
     name = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     module_name = SUBCOMMANDS[name] if name else DEFAULT
     module = importlib.import_module(f'evs_ros.tools.{module_name}')
+    if not hasattr(module, 'add_arguments'):
+        return int(module.main(argv[1:] if name else argv) or 0)
     parser = argparse.ArgumentParser(
         prog=f'evs bench{" " + name if name else ""}',
         description=(module.__doc__ or '').strip().splitlines()[0] if module.__doc__ else None)
