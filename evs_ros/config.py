@@ -90,9 +90,9 @@ class OperatingPoint:
     ``downscale`` (D) scales the frame fed to the segmentation network; ``keyframe_interval``
     (S) runs the network on every S-th frame; ``warp`` (W) propagates labels with optical flow
     (off = hold the last labels); ``refine`` (R) runs IAM + Refiner on propagated frames.
-    With ``adaptive`` a keyframe is also forced when IAM's inconsistent fraction exceeds
-    ``adaptive_threshold``, and never later than ``max_keyframe_interval`` frames; S is then
-    ignored.
+    With ``adaptive`` a keyframe is forced when IAM's inconsistent fraction, summed over the
+    frames propagated since the last keyframe, exceeds ``adaptive_threshold``, and never later
+    than ``max_keyframe_interval`` frames; S is then ignored.
     """
 
     name: str = 'EVS05'
@@ -101,7 +101,7 @@ class OperatingPoint:
     warp: bool = True
     refine: bool = False
     adaptive: bool = False
-    adaptive_threshold: float = 0.03
+    adaptive_threshold: float = 0.01
     max_keyframe_interval: int = 10
 
     def __post_init__(self):
@@ -138,7 +138,7 @@ OPERATING_POINTS: Dict[str, OperatingPoint] = {op.name: op for op in (
     _op('EVS14', 0.5, 17, True, False),
     # Not in the paper (its §5 future work): keyframe when propagation becomes unreliable.
     OperatingPoint(name='ADAPTIVE', downscale=1.0, keyframe_interval=10, warp=True,
-                   refine=False, adaptive=True, adaptive_threshold=0.03,
+                   refine=False, adaptive=True, adaptive_threshold=0.01,
                    max_keyframe_interval=10),
 )}
 # The per-frame baseline: the network on every frame, nothing propagated.
@@ -327,8 +327,8 @@ PARAMETER_INFO: Dict[str, tuple] = {
     'operating_point.warp': ('W: propagate labels with optical flow (off = hold)', None),
     'operating_point.refine': ('R: repair propagated frames with IAM + Refiner', None),
     'operating_point.adaptive': ('keyframe when IAM inconsistency exceeds the threshold', None),
-    'operating_point.adaptive_threshold': ('adaptive: inconsistent fraction that forces a '
-                                           'keyframe', (0.0, 1.0)),
+    'operating_point.adaptive_threshold': ('adaptive: inconsistent fraction, summed since the '
+                                           'keyframe, that forces a new one', (0.0, 1.0)),
     'operating_point.max_keyframe_interval': ('adaptive: S_max, longest run without a keyframe',
                                               (1, 1000)),
     'flow.method': ('dis (paper) or farneback (paper Fig. 6 comparison)', None),

@@ -88,3 +88,22 @@ def test_eval_offset_adaptive_uses_max_interval_and_clips():
     assert keyframe_offset_for_eval(OPERATING_POINTS['EVS14'], 19, propagations=3) == 16
     with pytest.raises(ValueError):
         keyframe_offset_for_eval(OPERATING_POINTS['EVS14'], 19, propagations=-1)
+
+
+def test_adaptive_sums_inconsistency_since_the_keyframe():
+    op = OperatingPoint(name='A', adaptive=True, adaptive_threshold=0.01,
+                        max_keyframe_interval=50)
+    # 0.4 % per propagated frame (keyframes report nothing): each below the threshold, their
+    # sum passes 1 % after three propagated frames.
+    scheduler, pattern, fraction = KeyframeScheduler(op), [], None
+    for _ in range(10):
+        keyframe = scheduler.decide(fraction)
+        pattern.append(keyframe)
+        fraction = float('nan') if keyframe else 0.004
+    assert pattern == [True, False, False, False, True, False, False, False, True, False]
+    quiet = keyframe_pattern(op, 10, [0.0005] * 10)
+    assert quiet == [True] + [False] * 9
+    scheduler = KeyframeScheduler(op)
+    scheduler.decide(None)
+    scheduler.decide(0.004)
+    assert scheduler.accumulated_fraction == pytest.approx(0.004)

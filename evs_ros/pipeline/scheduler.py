@@ -3,8 +3,12 @@
 A *keyframe* is a frame on which the segmentation network runs; every other frame is propagated
 (W on) or holds the last labels (W off). Fixed mode: the network runs on frame 0 and on every
 S-th frame after the last keyframe (frames 0, S, 2S, ...). Adaptive mode (the paper's future work):
-a keyframe is forced when the inconsistent fraction reported by IAM for the previous propagated
-frame exceeds a threshold, and never later than S_max frames after the last keyframe.
+a keyframe is forced when the inconsistent fraction reported by IAM, *summed over the frames
+propagated since the last keyframe*, exceeds a threshold, and never later than S_max frames after
+the last keyframe. The sum, not the last value: frame-to-frame inconsistency stays small (below
+1 % on Cityscapes, paper Fig. 7; 0.1-0.7 % on our synthetic benchmark) while the damage to the
+propagated labels accumulates with every step, so a per-frame threshold either never fires or
+fires on every frame.
 """
 
 import math
@@ -25,6 +29,7 @@ class KeyframeScheduler:
     def __init__(self, op: OperatingPoint):
         self._op = op
         self._frames_since_keyframe: Optional[int] = None
+        self._accumulated_fraction = 0.0
 
     @property
     def operating_point(self) -> OperatingPoint:
@@ -57,16 +62,24 @@ class KeyframeScheduler:
         Args:
             inconsistent_fraction: IAM's inconsistent fraction in [0, 1] of the previous
                 propagated frame; None or NaN when unknown (W off, or the previous frame was a
-                keyframe). Only the adaptive policy reads it.
+                keyframe). Only the adaptive policy uses it (summed since the keyframe).
         """
-        keyframe = self._is_keyframe(inconsistent_fraction)
+        if inconsistent_fraction is not None and not math.isnan(inconsistent_fraction):
+            self._accumulated_fraction += inconsistent_fraction
+        keyframe = self._is_keyframe()
         if keyframe:
             self._frames_since_keyframe = 0
+            self._accumulated_fraction = 0.0
         else:
             self._frames_since_keyframe += 1
         return keyframe
 
-    def _is_keyframe(self, inconsistent_fraction: Optional[float]) -> bool:
+    @property
+    def accumulated_fraction(self) -> float:
+        """Sum of the inconsistent fractions reported since the last keyframe."""
+        return self._accumulated_fraction
+
+    def _is_keyframe(self) -> bool:
         if self._frames_since_keyframe is None:
             return True
         next_age = self._frames_since_keyframe + 1
@@ -74,8 +87,7 @@ class KeyframeScheduler:
             return next_age >= self._op.keyframe_interval
         if next_age >= self._op.max_keyframe_interval:
             return True
-        known = inconsistent_fraction is not None and not math.isnan(inconsistent_fraction)
-        return known and inconsistent_fraction > self._op.adaptive_threshold
+        return self._accumulated_fraction > self._op.adaptive_threshold
 
 
 def keyframe_pattern(op: OperatingPoint, num_frames: int,
