@@ -42,3 +42,22 @@ def textured_frames():
     import cv2
     base = cv2.GaussianBlur(rng.integers(0, 255, (96, 240, 3), dtype=np.uint8), (0, 0), 2.0)
     return [np.ascontiguousarray(base[:, 40 - 2 * i:200 - 2 * i]) for i in range(12)]
+
+
+@pytest.fixture
+def harness(ros_env, tmp_path):
+    """``start(overrides=None, **kwargs) -> NodeHarness``: the installed node + players; every
+    started node must still be alive at the end and exit cleanly (its log is shown otherwise)."""
+    from node_harness import NodeHarness
+    started = []
+
+    def start(overrides=None, **kwargs):
+        node = NodeHarness(ros_env, str(tmp_path / 'node.log'), overrides, **kwargs)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        alive = node.alive()
+        code = node.close()
+        assert alive and code in (0, -2), node.log()

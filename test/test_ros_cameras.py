@@ -5,26 +5,10 @@ real DDS). Cameras share one inference worker but keep their own state and outpu
 import threading
 
 import numpy as np
-import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from node_harness import NodeHarness, header_key, labels_array, stamp, uniform_frame
-
-
-@pytest.fixture
-def harness(ros_env, tmp_path):
-    started = []
-
-    def start(overrides=None, **kwargs):
-        node = NodeHarness(ros_env, str(tmp_path / 'node.log'), overrides, **kwargs)
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        alive = node.alive()
-        assert node.close() in (0, -2) and alive, node.log()
+from node_harness import header_key, labels_array, stamp, uniform_frame
 
 
 class DiagnosticsRecorder:

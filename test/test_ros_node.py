@@ -8,16 +8,11 @@ import pytest
 
 from conftest import REPO
 from evs_ros.ros.player import OUTPUT_TOPICS, FramePlayer, image_msg, start_node, stop_node
+from node_harness import uniform_frame
 
 PARAMS_FILE = os.path.join(REPO, 'config', 'evs.yaml')
 FAKE_BACKEND = 'python:fake_models:make_model'
 STAMP0_NS = 1_700_000_000_000_000_000
-
-
-def uniform_frame(blue: int, height: int = 64, width: int = 96) -> np.ndarray:
-    frame = np.full((height, width, 3), 90, np.uint8)
-    frame[..., 0] = blue
-    return frame
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from rcl_interfaces.srv import (DescribeParameters, GetParameters, ListParameter
 from rclpy.parameter import Parameter
 
 from evs_ros.config import EvsConfig, to_flat
-from node_harness import NodeHarness, stamp, uniform_frame
+from node_harness import stamp, uniform_frame
 
 
 class ParameterClient:
@@ -54,19 +54,11 @@ def _named(name, value):
 
 
 @pytest.fixture
-def node(ros_env, tmp_path):
-    started = []
-
+def node(harness):
     def start(overrides=None):
-        harness = NodeHarness(ros_env, str(tmp_path / 'node.log'), overrides,
-                              topics=('labels', 'status'))
-        started.append(harness)
-        return harness, ParameterClient(harness.player)
-
-    yield start
-    for harness in started:
-        alive = harness.alive()
-        assert harness.close() in (0, -2) and alive, harness.log()
+        started = harness(overrides, topics=('labels', 'status'))
+        return started, ParameterClient(started.player)
+    return start
 
 
 def play(harness, first: int, count: int, blue: int = 40):

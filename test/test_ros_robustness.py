@@ -10,24 +10,8 @@ import pytest
 
 from conftest import REPO
 from evs_ros.ros.player import image_msg
-from node_harness import (FAILING_BACKEND, SLOW_BACKEND, NodeHarness, header_key,
-                          labels_array, stamp, uniform_frame)
-
-
-@pytest.fixture
-def harness(ros_env, tmp_path):
-    started = []
-
-    def start(overrides=None, **kwargs):
-        node = NodeHarness(ros_env, str(tmp_path / 'node.log'), overrides, **kwargs)
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        alive = node.alive()
-        code = node.close()
-        assert alive and code in (0, -2), node.log()
+from node_harness import (FAILING_BACKEND, SLOW_BACKEND, header_key, labels_array, stamp,
+                          uniform_frame)
 
 
 def raw_msg(stamp_ns, encoding, height, width, step, data: bytes):
