@@ -211,12 +211,18 @@ class PublishConfig:
     diagnostics: bool = True
     overlay_alpha: float = 0.5
     qos_reliability: str = 'best_effort'
+    """Reliability of the output publishers."""
     qos_depth: int = 1
+    input_qos_reliability: str = 'best_effort'
+    """Reliability of the image subscription. best_effort (sensor data) receives from both
+    best-effort and reliable camera drivers; reliable receives only from reliable ones."""
     subscribe_compressed: bool = False
 
     def __post_init__(self):
         _check(0.0 <= self.overlay_alpha <= 1.0, 'publish.overlay_alpha must be in [0, 1]')
         _check_choice('publish.qos_reliability', self.qos_reliability, QOS_RELIABILITY)
+        _check_choice('publish.input_qos_reliability', self.input_qos_reliability,
+                      QOS_RELIABILITY)
         _check(1 <= self.qos_depth <= 100, 'publish.qos_depth must be in [1, 100]')
 
 
@@ -361,7 +367,9 @@ PARAMETER_INFO: Dict[str, tuple] = {
     'publish.status': ('publish status (evs_ros/FrameStatus, per frame)', None),
     'publish.diagnostics': ('publish /diagnostics summaries', None),
     'publish.overlay_alpha': ('weight of the colours in the overlay', (0.0, 1.0)),
-    'publish.qos_reliability': ('best_effort (sensor data) or reliable', None),
+    'publish.qos_reliability': ('outputs: best_effort (sensor data) or reliable', None),
+    'publish.input_qos_reliability': ('image subscription: best_effort (sensor data, matches '
+                                      'any camera driver) or reliable', None),
     'publish.qos_depth': ('history depth of subscriptions and publishers', (1, 100)),
     'publish.subscribe_compressed': ('also subscribe image/compressed', None),
 }
@@ -370,4 +378,5 @@ PARAMETER_INFO: Dict[str, tuple] = {
 RESTART_REQUIRED = frozenset(
     name for name in PARAMETER_INFO
     if name.startswith(('model.', 'runtime.'))
-    or name in ('publish.qos_reliability', 'publish.qos_depth', 'publish.subscribe_compressed'))
+    or name in ('publish.qos_reliability', 'publish.qos_depth', 'publish.input_qos_reliability',
+                'publish.subscribe_compressed'))

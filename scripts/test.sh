@@ -5,6 +5,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+mkdir -p log
 bash scripts/setup.sh > log/setup-for-tests.log 2>&1 || { cat log/setup-for-tests.log; exit 1; }
 # shellcheck disable=SC1091
 source scripts/env.sh

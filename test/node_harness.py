@@ -53,6 +53,7 @@ class NodeHarness:
                  topics: Iterable[str] = OUTPUT_TOPICS, namespace: str = ''):
         params = {'model.backend': FAKE_BACKEND, 'model.refiner': "''",
                   'publish.qos_reliability': 'reliable' if reliable else 'best_effort',
+                  'publish.input_qos_reliability': 'reliable' if reliable else 'best_effort',
                   'publish.qos_depth': 100 if reliable else 1}
         params.update(overrides or {})
         self.log_path = log_path

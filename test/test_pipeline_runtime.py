@@ -154,6 +154,43 @@ def test_non_monotonic_stamps_are_rejected():
     close_all(stream, worker)
 
 
+def test_a_stamp_jumping_back_over_a_second_restarts_the_stream():
+    stream, worker, out = make_stream(OPERATING_POINTS['EVS10'], TaggedModel())
+    base = texture()
+    second_ns = 1_000_000_000
+    for index in range(3):
+        assert stream.submit(tagged_frame(base, index), stamp_ns=5 * second_ns + index)
+    assert not stream.submit(tagged_frame(base, 3), stamp_ns=5 * second_ns - 10)  # small: reject
+    assert stream.submit(tagged_frame(base, 3), stamp_ns=second_ns)  # bag loop: restart
+    assert stream.submit(tagged_frame(base, 4), stamp_ns=second_ns + 1)
+    assert stream.drain(TIMEOUT_S)
+    assert [r.info.keyframe for r in out.results] == [True, False, False, True, False]
+    np.testing.assert_array_equal(out.results[3].labels,
+                                  expected_labels(tagged_frame(base, 3), 3))
+    assert stream.stats()['rejected'] == 1
+    close_all(stream, worker)
+
+
+def test_set_config_switches_flow_and_exact_backward_iam_without_errors():
+    model = TaggedModel()
+    stream, worker, out = make_stream(OPERATING_POINTS['EVS10'], model)
+    base = texture()
+    for index in range(3):
+        assert stream.submit(tagged_frame(base, index), stamp_ns=100 + index)
+    assert stream.drain(TIMEOUT_S)
+    config = EvsConfig(operating_point=OPERATING_POINTS['EVS10'])
+    new_config = replace(config, flow=replace(config.flow, dis_preset='fast'),
+                         iam=replace(config.iam, backward_flow='dis'))
+    stream.set_config(new_config)
+    for index in range(3, 8):
+        assert stream.submit(tagged_frame(base, index), stamp_ns=100 + index)
+    assert stream.drain(TIMEOUT_S)
+    assert len(out.results) == 8 and stream.stats()['errors'] == 0
+    assert not isinstance(stream._flow, ShiftFlow)  # a DIS estimator with the new preset
+    assert all(0.0 <= r.info.inconsistent_fraction <= 1.0 for r in out.results[3:])
+    close_all(stream, worker)
+
+
 def test_late_keyframe_is_carried_forward_through_intermediate_flows():
     op = replace(OPERATING_POINTS['EVS10'], keyframe_interval=4)
     model = TaggedModel(gated=True)

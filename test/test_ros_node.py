@@ -21,7 +21,8 @@ def node_with_client(ros_env, tmp_path):
 
     def start(overrides=None, prefix='', reliable=True, namespace=''):
         params = {'model.backend': FAKE_BACKEND, 'model.refiner': "''",
-                  'publish.qos_reliability': 'reliable' if reliable else 'best_effort'}
+                  'publish.qos_reliability': 'reliable' if reliable else 'best_effort',
+                  'publish.input_qos_reliability': 'reliable' if reliable else 'best_effort'}
         params.update(overrides or {})
         process = start_node(ros_env, PARAMS_FILE, params, namespace=namespace,
                              log_path=str(tmp_path / 'node.log'))

@@ -83,7 +83,9 @@ def test_every_setting_is_declared_with_a_descriptor_and_range(node):
     assert (downscale.from_value, downscale.to_value) == (0.1, 1.0)
     assert 'EVS14' in described['operating_point.preset'].additional_constraints
     read_only = {n for n, d in described.items() if d.read_only}
-    assert {'model.backend', 'model.device', 'runtime.input_queue_size', 'cameras'} <= read_only
+    assert {'model.backend', 'model.device', 'runtime.input_queue_size', 'cameras',
+            'publish.input_qos_reliability'} <= read_only
+    assert not {'flow.scale', 'iam.dilation_px', 'publish.overlay_alpha'} & read_only
     assert 'operating_point.keyframe_interval' not in read_only
     assert params.get('operating_point.preset', 'operating_point.keyframe_interval') == \
         ['EVS05', 3]
@@ -129,6 +131,17 @@ def test_warp_and_refine_switch_on_and_off_mid_stream(node, tmp_path):
     assert any(not s.keyframe for s in refined)
     assert all(r.successful for r in params.set(operating_point__refine=False))
     assert not any(s.refined for s in play(harness, 12, 2))
+
+
+def test_flow_and_iam_settings_change_at_run_time(node):
+    harness, params = node()
+    play(harness, 0, 2)
+    results = params.set(flow__scale=0.5, iam__backward_flow='dis', publish__overlay_alpha=0.8)
+    assert all(r.successful for r in results)
+    assert params.get('flow.scale', 'iam.backward_flow') == [0.5, 'dis']
+    statuses = play(harness, 2, 4)
+    assert not any(s.keyframe for s in statuses[:1]) and len(statuses) == 4
+    assert all(0.0 <= s.inconsistent_fraction <= 1.0 for s in statuses if not s.keyframe)
 
 
 BAD_CHANGES = [

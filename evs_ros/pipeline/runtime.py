@@ -18,7 +18,9 @@ Rules a user can rely on:
   frame.
 * **Monotonic stamps.** A frame whose stamp is not strictly greater than the last accepted stamp is
   rejected (``submit`` returns False, ``stats()['rejected']``, a warning on the 'evs_ros' logger).
-  Accepted frames are processed and emitted in order, so output stamps are strictly increasing.
+  Accepted frames are processed and emitted in order, so output stamps are strictly increasing
+  between restarts. A jump back by more than ``STAMP_JUMP_BACK_NS`` (1 s: a looping bag, a reset
+  simulation clock) restarts the stream instead (state reset, next frame is a keyframe).
 * **What waits.** The very first frame (and the first after a resolution change, which resets the
   state) waits for its own keyframe result: there is nothing to propagate yet. With R on, a
   propagated frame waits for its Refiner result. Nothing else waits for the network.
@@ -36,7 +38,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Optional
 
 import cv2
@@ -57,6 +59,9 @@ from evs_ros.pipeline.state import (
 
 LOGGER = logging.getLogger('evs_ros')
 _POLL_S = 0.05
+STAMP_JUMP_BACK_NS = 1_000_000_000
+"""A stamp more than this before the last one restarts the stream (``ros2 bag play --loop``,
+a simulation clock reset) instead of being rejected forever; smaller steps back are rejected."""
 
 
 @dataclass
@@ -66,6 +71,7 @@ class _Frame:
     meta: Any
     submit_time_s: float
     dropped_before: int = 0
+    restart: bool = False
 
 
 class EvsStream:
@@ -99,6 +105,7 @@ class EvsStream:
         self._last_stamp: Optional[int] = None
         self._stats = StreamStats()
         self._pending_drops = 0
+        self._pending_config: Optional[EvsConfig] = None
         self._seq = 0
         self._reset_state()
         self._thread = threading.Thread(target=self._loop, name=f'evs-flow-{name}', daemon=True)
@@ -115,12 +122,19 @@ class EvsStream:
         with self._cond:
             if self._closed:
                 return False
+            restart = False
             if self._last_stamp is not None and stamp_ns <= self._last_stamp:
-                self._reject(stamp_ns)
-                return False
+                if self._last_stamp - stamp_ns <= STAMP_JUMP_BACK_NS:
+                    self._reject(stamp_ns)
+                    return False
+                LOGGER.warning('%s: stamp jumped back by %.1f s (bag loop or sim-time reset): '
+                               'restarting the stream', self.name,
+                               (self._last_stamp - stamp_ns) / 1e9)
+                restart = True
             self._last_stamp = stamp_ns
             self._stats.count('frames_in')
-            self._queue.append(_Frame(image_bgr, int(stamp_ns), meta, self._clock()))
+            self._queue.append(_Frame(image_bgr, int(stamp_ns), meta, self._clock(),
+                                      restart=restart))
             while len(self._queue) > self._config.runtime.input_queue_size:
                 self._queue.popleft()
                 self._stats.count('dropped')
@@ -132,6 +146,24 @@ class EvsStream:
     def set_operating_point(self, op: OperatingPoint) -> None:
         """Use ``op`` from the next processed frame on."""
         self._scheduler.set_operating_point(op)
+
+    def set_config(self, config: EvsConfig) -> None:
+        """Use ``config`` (operating point, flow and IAM settings) from the next processed frame
+        on. Runtime settings (threads, buffer length) are fixed at construction."""
+        with self._cond:
+            self._pending_config = config
+        self._scheduler.set_operating_point(config.operating_point)
+
+    def _apply_pending_config(self) -> None:
+        """In the flow worker: adopt a config given to :meth:`set_config` (a new DIS object when
+        the flow settings changed: DIS objects are not shared between threads)."""
+        with self._cond:
+            config, self._pending_config = self._pending_config, None
+        if config is None:
+            return
+        if config.flow != self._config.flow:
+            self._flow = FlowEstimator(config.flow)
+        self._config = replace(config, runtime=self._config.runtime)
 
     @property
     def operating_point(self) -> OperatingPoint:
@@ -187,6 +219,7 @@ class EvsStream:
     def _reset_state(self) -> None:
         self._state = None
         self._gray_prev = None
+        self._flow_backward = None
         self._camera_hw = None
         self._pending = []
         self._last_fraction = math.nan
@@ -224,7 +257,10 @@ class EvsStream:
     def _process(self, frame: _Frame) -> FrameResult:
         start = time.perf_counter()
         camera_hw = frame.image.shape[:2]
-        if self._camera_hw is not None and camera_hw != self._camera_hw:
+        self._apply_pending_config()
+        if frame.restart:
+            self._reset_state()
+        elif self._camera_hw is not None and camera_hw != self._camera_hw:
             LOGGER.info('%s: resolution changed to %s: state reset', self.name, camera_hw)
             self._reset_state()
         self._camera_hw = camera_hw
@@ -257,6 +293,8 @@ class EvsStream:
             return None
         start = time.perf_counter()
         flow = self._flow.calc(gray_cur, gray_prev)
+        self._flow_backward = (self._flow.calc(gray_prev, gray_cur)
+                               if self._config.iam.backward_flow == 'dis' else None)
         timings['flow_ms'] = (time.perf_counter() - start) * 1000.0
         return flow
 
@@ -314,7 +352,8 @@ class EvsStream:
         if flow is None:
             self._state.age += 1  # W off (or W just switched on): hold
             return None
-        self._state, iam = propagate(self._state, flow, self._config.iam, timings=timings)
+        self._state, iam = propagate(self._state, flow, self._config.iam,
+                                     flow_prev_to_cur=self._flow_backward, timings=timings)
         return iam
 
     def _refine(self, image_bgr, seq, op, mask, timings) -> bool:
@@ -398,6 +437,11 @@ class EvsRuntime:
         """Switch every stream to ``op`` from its next frame on."""
         for stream in self.streams.values():
             stream.set_operating_point(op)
+
+    def set_config(self, config: EvsConfig) -> None:
+        """Give every stream new operating-point, flow and IAM settings from its next frame on."""
+        for stream in self.streams.values():
+            stream.set_config(config)
 
     def stats(self) -> Dict[str, Dict[str, float]]:
         """``{stream name: stream.stats()}``."""

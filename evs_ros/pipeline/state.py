@@ -125,6 +125,10 @@ def _run_iam(labels_low_prev, flow_low, iam_config, flow_prev_to_cur, timings):
     backward = None
     if flow_prev_to_cur is not None:
         backward = resize_flow(flow_prev_to_cur, flow_low.shape[:2])
+    elif iam_config.backward_flow == 'dis':
+        # A flow composed over several frames (keyframe catch-up) has no exact backward flow:
+        # use the negated-flow approximation there rather than failing the frame.
+        iam_config = replace(iam_config, backward_flow='negated')
     iam = compute_iam(labels_low_prev, flow_low, iam_config, flow_prev_to_cur=backward)
     _add_ms(timings, 'iam_ms', start)
     return iam

@@ -31,10 +31,14 @@ from typing import Dict, Optional
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
+try:  # Jazzy and newer raise it when the context is shut down from outside (ros2 launch)
+    from rclpy.executors import ExternalShutdownException
+except ImportError:  # Humble
+    class ExternalShutdownException(Exception):
+        """Placeholder: this rclpy never raises it."""
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from evs_ros.config import EvsConfig
 from evs_ros.msg import FrameStatus
 from evs_ros.ros import conversions, params
 
@@ -44,14 +48,12 @@ OUTPUT_TOPICS = ('labels', 'labels_color', 'overlay', 'inconsistency_mask', 'sta
 MAX_DISTINCT_ERRORS = 64
 
 
-def make_qos(config: EvsConfig) -> QoSProfile:
-    """Sensor-data QoS (best effort, keep last) by default; reliable on request."""
-    if config.publish.qos_reliability == 'best_effort':
-        qos = QoSProfile(**{k: getattr(qos_profile_sensor_data, k)
-                            for k in ('history', 'reliability', 'durability')},
-                         depth=config.publish.qos_depth)
-        return qos
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=config.publish.qos_depth,
+def make_qos(reliability: str, depth: int) -> QoSProfile:
+    """Sensor-data QoS (best effort, keep last) for 'best_effort'; reliable keep-last else."""
+    if reliability == 'best_effort':
+        return QoSProfile(**{k: getattr(qos_profile_sensor_data, k)
+                             for k in ('history', 'reliability', 'durability')}, depth=depth)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                       reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -87,7 +89,8 @@ class CameraIO:
         published: topic -> messages published on it (``labels``, ``overlay``, ...).
     """
 
-    def __init__(self, node: 'EvsNode', name: str, stream, qos: QoSProfile):
+    def __init__(self, node: 'EvsNode', name: str, stream, qos_in: QoSProfile,
+                 qos_out: QoSProfile):
         prefix = f'{name}/' if name else ''
         self.name = name or 'camera'
         self.node = node
@@ -100,16 +103,17 @@ class CameraIO:
         self.outputs_at_last_diag = 0
         self.published = collections.Counter()
         self.error_texts = set()
-        self.pub_labels = node.create_publisher(Image, prefix + 'labels', qos)
-        self.pub_color = node.create_publisher(Image, prefix + 'labels_color', qos)
-        self.pub_overlay = node.create_publisher(Image, prefix + 'overlay', qos)
-        self.pub_mask = node.create_publisher(Image, prefix + 'inconsistency_mask', qos)
-        self.pub_status = node.create_publisher(FrameStatus, prefix + 'status', qos)
-        self.sub_image = node.create_subscription(Image, prefix + 'image', self.on_image, qos)
+        self.pub_labels = node.create_publisher(Image, prefix + 'labels', qos_out)
+        self.pub_color = node.create_publisher(Image, prefix + 'labels_color', qos_out)
+        self.pub_overlay = node.create_publisher(Image, prefix + 'overlay', qos_out)
+        self.pub_mask = node.create_publisher(Image, prefix + 'inconsistency_mask', qos_out)
+        self.pub_status = node.create_publisher(FrameStatus, prefix + 'status', qos_out)
+        self.sub_image = node.create_subscription(Image, prefix + 'image', self.on_image,
+                                                  qos_in)
         self.sub_compressed = None
         if node.config.publish.subscribe_compressed:
             self.sub_compressed = node.create_subscription(
-                CompressedImage, prefix + 'image/compressed', self.on_compressed, qos)
+                CompressedImage, prefix + 'image/compressed', self.on_compressed, qos_in)
 
     def on_image(self, msg: Image) -> None:
         self._submit(msg, conversions.image_msg_to_bgr)
@@ -205,12 +209,14 @@ class EvsNode(Node):
         from evs_ros.pipeline.visualize import Visualizer
         self.visualizer = Visualizer.from_config(self.config)
         self.runtime = self._build_runtime()
-        qos = make_qos(self.config)
+        publish = self.config.publish
+        qos_out = make_qos(publish.qos_reliability, publish.qos_depth)
+        qos_in = make_qos(publish.input_qos_reliability, publish.qos_depth)
         self.cameras: Dict[str, CameraIO] = {}
         for name in params.camera_names(self):
             stream = self.runtime.add_stream(
                 name or 'camera', lambda result, n=name: self.cameras[n].publish(result))
-            self.cameras[name] = CameraIO(self, name, stream, qos)
+            self.cameras[name] = CameraIO(self, name, stream, qos_in, qos_out)
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
         self.add_on_set_parameters_callback(self.on_set_parameters)
@@ -245,9 +251,14 @@ class EvsNode(Node):
         except ValueError as error:
             self.get_logger().warning(f'parameter change rejected: {error}')
             return params.result(error)
-        if config.operating_point != self.config.operating_point:
+        if (config.flow, config.iam) != (self.config.flow, self.config.iam):
+            self.runtime.set_config(config)
+            self.get_logger().info(f'flow -> {config.flow}, iam -> {config.iam}')
+        elif config.operating_point != self.config.operating_point:
             self.runtime.set_operating_point(config.operating_point)
+        if config.operating_point != self.config.operating_point:
             self.get_logger().info(f'operating point -> {config.operating_point}')
+        self.visualizer.alpha = config.publish.overlay_alpha
         self.config = config
         if echo:  # show the preset's fields in `ros2 param get` (cannot set inside this callback)
             self.pending_echo.update(echo)
@@ -315,9 +326,9 @@ def main(args: Optional[list] = None) -> int:
     try:
         node = EvsNode()
         rclpy.spin(node)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ImportError) as error:
         print(f'evs_node: {error}', file=sys.stderr)
         return 2
     finally:
