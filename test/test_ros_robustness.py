@@ -3,12 +3,8 @@ that go backwards, and bursts faster than the node. The node must log a clear re
 it rejected or dropped in ``status``, never exit, and keep producing outputs for good frames.
 """
 
-import os
-
 import numpy as np
-import pytest
 
-from conftest import REPO
 from evs_ros.ros.player import image_msg
 from node_harness import (FAILING_BACKEND, SLOW_BACKEND, header_key, labels_array, stamp,
                           uniform_frame)
@@ -144,10 +140,6 @@ def test_a_failing_network_is_logged_and_the_stream_goes_on(harness):
     assert node.alive()
 
 
-DEFAULT_WEIGHTS = os.path.join(REPO, 'evs_ros', 'models', 'weights', 'icnet_synth.pt')
-
-
-@pytest.mark.skipif(not os.path.exists(DEFAULT_WEIGHTS), reason='no shipped ICNet weights yet')
 def test_the_shipped_network_runs_in_the_node(harness, textured_frames):
     node = harness({'model.backend': 'icnet:default', 'model.device': 'cpu',
                     'operating_point.preset': 'EVS05'})

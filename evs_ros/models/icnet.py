@@ -289,6 +289,18 @@ def select_device(device: str = 'auto') -> torch.device:
     return torch.device(device)
 
 
+def place_network(network: nn.Module, device: str = 'auto', fp16: bool = False):
+    """Move ``network`` to ``device`` in eval mode, in half precision when ``fp16`` and on CUDA.
+
+    Returns:
+        (network, torch.device, whether fp16 is in use).
+    """
+    torch_device = select_device(device)
+    half = bool(fp16 and torch_device.type == 'cuda')
+    network = network.to(torch_device).eval()
+    return (network.half() if half else network), torch_device, half
+
+
 class IcnetModel:
     """ICNet as a ``SegmentationModel`` (``evs_ros/models/base.py``): numpy in, numpy out.
 
@@ -299,11 +311,7 @@ class IcnetModel:
 
     def __init__(self, network: ICNet, device: str = 'auto', fp16: bool = False,
                  class_names: Optional[Tuple[str, ...]] = None):
-        self.device = select_device(device)
-        self.fp16 = bool(fp16 and self.device.type == 'cuda')
-        self.network = network.to(self.device).eval()
-        if self.fp16:
-            self.network.half()
+        self.network, self.device, self.fp16 = place_network(network, device, fp16)
         self.num_classes = network.num_classes
         self.feature_channels = network.feature_channels
         self.class_names = class_names

@@ -23,7 +23,7 @@ from torch import nn
 
 from evs_ros.models.icnet import (CascadeFeatureFusion, ConvBN, caffe_shrink, caffe_zoom,
                                   check_image, preprocess_bgr, resize_to, scaled_channels,
-                                  select_device)
+                                  place_network)
 
 
 class RefinerNet(nn.Module):
@@ -87,11 +87,7 @@ class TorchRefiner:
     """``RefinerModel`` (``evs_ros/models/base.py``) around a ``RefinerNet``: numpy in and out."""
 
     def __init__(self, network: RefinerNet, device: str = 'auto', fp16: bool = False):
-        self.device = select_device(device)
-        self.fp16 = bool(fp16 and self.device.type == 'cuda')
-        self.network = network.to(self.device).eval()
-        if self.fp16:
-            self.network.half()
+        self.network, self.device, self.fp16 = place_network(network, device, fp16)
         self.num_classes = network.num_classes
 
     def refine(self, image_bgr: np.ndarray, probs_warped: np.ndarray,
