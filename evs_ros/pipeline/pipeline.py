@@ -30,8 +30,8 @@ from evs_ros.flow import FlowEstimator, to_gray
 from evs_ros.pipeline.results import FrameInfo, FrameResult
 from evs_ros.pipeline.scheduler import KeyframeScheduler
 from evs_ros.pipeline.state import (
-    PropagationState, aligned_features, aligned_probs, apply_refinement, current_probs,
-    mask_to_camera, propagate, state_from_prediction,
+    PropagationState, aligned_features, aligned_probs, apply_refinement, consecutive_flows,
+    current_probs, mask_to_camera, propagate, state_from_prediction,
 )
 
 
@@ -121,12 +121,8 @@ class EvsPipeline:
         if gray_cur is None or gray_prev is None:
             self._state.age += 1  # W off (or W just switched on): hold the last labels
             return self._result(None, math.nan, refined=False)
-        start = time.perf_counter()
-        flow_cur_to_prev = self._flow.calc(gray_cur, gray_prev)
-        flow_prev_to_cur = None
-        if self._config.iam.backward_flow == 'dis':
-            flow_prev_to_cur = self._flow.calc(gray_prev, gray_cur)
-        timings['flow_ms'] = (time.perf_counter() - start) * 1000.0
+        flow_cur_to_prev, flow_prev_to_cur = consecutive_flows(
+            self._flow, gray_cur, gray_prev, self._config.iam, timings)
         self._state, iam = propagate(self._state, flow_cur_to_prev, self._config.iam,
                                      flow_prev_to_cur=flow_prev_to_cur, timings=timings)
         refined = op.refine and self._refiner is not None

@@ -53,8 +53,8 @@ from evs_ros.pipeline.results import FrameInfo, FrameResult
 from evs_ros.pipeline.scheduler import KeyframeScheduler
 from evs_ros.pipeline.stats import StreamStats
 from evs_ros.pipeline.state import (
-    aligned_features, aligned_probs, apply_refinement, current_probs, mask_to_camera, propagate,
-    state_from_prediction,
+    aligned_features, aligned_probs, apply_refinement, consecutive_flows, current_probs,
+    mask_to_camera, propagate, state_from_prediction,
 )
 
 LOGGER = logging.getLogger('evs_ros')
@@ -291,11 +291,8 @@ class EvsStream:
         gray_prev, self._gray_prev = self._gray_prev, gray_cur
         if gray_cur is None or gray_prev is None:
             return None
-        start = time.perf_counter()
-        flow = self._flow.calc(gray_cur, gray_prev)
-        self._flow_backward = (self._flow.calc(gray_prev, gray_cur)
-                               if self._config.iam.backward_flow == 'dis' else None)
-        timings['flow_ms'] = (time.perf_counter() - start) * 1000.0
+        flow, self._flow_backward = consecutive_flows(self._flow, gray_cur, gray_prev,
+                                                      self._config.iam, timings)
         return flow
 
     def _request_keyframe(self, image_bgr, seq, op) -> None:

@@ -79,6 +79,23 @@ def state_from_prediction(prediction: Prediction, camera_hw: Tuple[int, int]) ->
                             probs=probs, features=features)
 
 
+def consecutive_flows(estimator, gray_cur: np.ndarray, gray_prev: np.ndarray,
+                      iam_config: IamConfig, timings: Optional[dict] = None):
+    """DIS between two consecutive frames: (flow_cur_to_prev, flow_prev_to_cur or None).
+
+    The backward flow is computed only for ``iam.backward_flow == 'dis'`` (exact IAM, about
+    twice the flow cost); ``flow_ms`` in ``timings`` covers both.
+    """
+    start = time.perf_counter()
+    flow_cur_to_prev = estimator.calc(gray_cur, gray_prev)
+    flow_prev_to_cur = None
+    if iam_config.backward_flow == 'dis':
+        flow_prev_to_cur = estimator.calc(gray_prev, gray_cur)
+    if timings is not None:
+        timings['flow_ms'] = (time.perf_counter() - start) * 1000.0
+    return flow_cur_to_prev, flow_prev_to_cur
+
+
 def propagate(state: PropagationState, flow_cur_to_prev: np.ndarray, iam_config: IamConfig,
               steps: int = 1, flow_prev_to_cur: Optional[np.ndarray] = None,
               timings: Optional[dict] = None):
