@@ -64,6 +64,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--operating-points', nargs='+', metavar='NAME',
                        help='presets to evaluate, e.g. EVS03 EVS07 ADAPTIVE (default: all; '
                             'the per-frame baseline PERFRAME is always included)')
+    add_network_arguments(group)
+
+
+def add_network_arguments(group) -> None:
+    """Network, Refiner, device, params file and thread options shared by the offline tools
+    (``evs eval``, ``evs bench``, ``evs run``); read by :func:`build_config` and
+    :func:`set_threads`."""
     group.add_argument('--backend', default='icnet:default',
                        help='network SPEC (default: %(default)s, the shipped weights)')
     group.add_argument('--refiner', default='default',

@@ -27,6 +27,7 @@ import numpy as np
 
 from evs_ros.config import BASELINE, operating_point
 from evs_ros.pipeline.results import STAGES
+from evs_ros.tools.evaluate import add_network_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,22 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--operating-point', default='EVS05', metavar='NAME',
                         help=f'preset EVS01..EVS14, ADAPTIVE or {BASELINE.name} '
                              '(default: %(default)s)')
-    parser.add_argument('--backend', default='icnet:default',
-                        help='network SPEC (default: %(default)s, the shipped weights)')
-    parser.add_argument('--refiner', default='default',
-                        help="Refiner checkpoint, 'default' (shipped) or '' / none")
-    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
-    parser.add_argument('--config', metavar='YAML', help='ROS-style params file (flow, iam, ...)')
+    add_network_arguments(parser)
     parser.add_argument('--max-frames', type=int, metavar='N', help='stop after N frames')
     parser.add_argument('--resize', metavar='WxH', help='resize frames before processing')
     parser.add_argument('--no-overlay', dest='overlay', action='store_false',
                         help='do not write overlay.mp4')
-    parser.add_argument('--no-tune-allocator', dest='tune_allocator', action='store_false',
-                        help='keep glibc malloc defaults (see evs_ros.flow.realtime)')
-    parser.add_argument('--flow-threads', type=int, metavar='N',
-                        help='cv2.setNumThreads (default: runtime.flow_threads)')
-    parser.add_argument('--inference-threads', type=int, metavar='N',
-                        help='torch.set_num_threads (default: runtime.inference_threads)')
 
 
 def _frame_total(path: str, max_frames) -> int:
