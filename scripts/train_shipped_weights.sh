@@ -2,7 +2,8 @@
 # Reproduces the weights shipped in evs_ros/models/weights/ (CPU is enough; CUDA is used if present):
 #   1. renders the synthetic training and validation sets (Cityscapes layout),
 #   2. trains the reduced-width ICNet (width 0.5) with cascade label guidance,
-#   3. trains the Refiner on (keyframe, later frame) pairs with DIS-warped P and F.
+#   3. trains the Refiner on (keyframe, later frame) pairs with P and F propagated by the pipeline's
+#      own steps, at the data's full 1024x512, its loss weighted by IAM's mask (residual head).
 # Usage: scripts/train_shipped_weights.sh [DATA_DIR] [OUT_DIR]
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +21,8 @@ mkdir -p "$out"
 evs train icnet --data "$data" --out "$out/icnet_synth.pt" --width-mult 0.5 --epochs "${ICNET_EPOCHS:-30}" \
   --batch 8 --crop 257x513 --lr 1e-3 --val-split val --val-limit 24 --seed 0 ${RESUME:+--resume}
 evs train refiner --data "$data" --out "$out/refiner_synth.pt" --icnet "$out/icnet_synth.pt" \
-  --width-mult 0.5 --epochs "${REFINER_EPOCHS:-6}" --batch 4 --crop 257x513 --max-gap 5 --seed 0
+  --width-mult 0.5 --epochs "${REFINER_EPOCHS:-5}" --batch 4 --crop 512x1024 --max-gap 5 \
+  --outside-weight 0.1 --seed 0
 # Ship weights only, in fp16 (a few MB): the full checkpoints (with optimizer state) stay in $data.
 python - "$out" "$data" <<'PY'
 import shutil, sys

@@ -44,6 +44,25 @@ def test_refiner_output_depends_on_warped_probs_and_features():
     assert np.abs(base - other_features).max() > 1e-4
 
 
+def test_untrained_residual_refiner_returns_the_warped_probs():
+    torch.manual_seed(0)
+    refiner = TorchRefiner(RefinerNet(NUM_CLASSES, 64, 0.25, residual=True), 'cpu')
+    image, probs, features = _inputs()
+    np.testing.assert_allclose(refiner.refine(image, probs, features), probs, atol=1e-5)
+    other = refiner.refine(image, np.roll(probs, 1, axis=0), features)
+    np.testing.assert_allclose(other, np.roll(probs, 1, axis=0), atol=1e-5)
+
+
+def test_residual_refiner_corrects_the_prior():
+    torch.manual_seed(0)
+    network = RefinerNet(NUM_CLASSES, 64, 0.25, residual=True)
+    torch.nn.init.normal_(network.cls.weight, std=0.5)  # a trained correction is non-zero
+    image, probs, features = _inputs()
+    refined = TorchRefiner(network, 'cpu').refine(image, probs, features)
+    assert np.abs(refined - probs).max() > 1e-3
+    np.testing.assert_allclose(refined.sum(axis=0), 1.0, atol=1e-5)
+
+
 def test_refiner_consumes_icnet_features():
     torch.manual_seed(0)
     icnet = IcnetModel(ICNet(NUM_CLASSES, width_mult=0.25), 'cpu')

@@ -10,7 +10,8 @@ from evs_ros.data.cityscapes import write_snippet
 from evs_ros.models import load_backend, load_refiner
 from evs_ros.models.checkpoint import load_checkpoint
 from evs_ros.models.icnet import ICNet
-from evs_ros.models.training import CASCADE_WEIGHTS, cascade_loss, segmentation_loss
+from evs_ros.models.training import (CASCADE_WEIGHTS, cascade_loss, masked_segmentation_loss,
+                                     segmentation_loss)
 from evs_ros.models.training_data import RefinerPairs
 from evs_ros.tools.cli import main as evs_main
 
@@ -51,6 +52,24 @@ def test_loss_ignores_255_and_weights_cascade():
         sum(CASCADE_WEIGHTS.values()) * confident.item(), rel=1e-5)
 
 
+def test_masked_loss_counts_pixels_by_mask_plus_outside_weight():
+    labels = torch.zeros((1, 8, 8), dtype=torch.long)
+    labels[0, :, 4:] = 255  # right half ignored
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[0, 0, :2] = 4.0  # top half right (class 0), bottom half wrong
+    logits[0, 1, 2:] = 4.0
+    mask = torch.zeros(1, 4, 4)
+    mask[0, :2] = 1.0  # mask covers the top half only
+    right = masked_segmentation_loss(logits, labels, mask, outside_weight=0.0)
+    assert right.item() < 0.02  # only masked pixels count, and they are right
+    everywhere = masked_segmentation_loss(logits, labels, torch.ones(1, 4, 4), 0.0)
+    assert everywhere.item() == pytest.approx(segmentation_loss(logits, labels).item(), rel=1e-5)
+    mask[0, :, 2:] = 1.0  # ignored pixels never count, whatever the mask says
+    assert masked_segmentation_loss(logits, labels, mask, 0.0).item() == pytest.approx(
+        right.item(), rel=1e-5)
+    assert masked_segmentation_loss(logits, labels, mask, 1.0).item() > 1.0
+
+
 def test_train_icnet_resume_and_load(dataset_root, tmp_path):
     out = str(tmp_path / 'icnet.pt')
     common = ['train', 'icnet', '--data', dataset_root, '--out', out, '--batch', '2',
@@ -75,9 +94,10 @@ def test_refiner_pairs_and_training(dataset_root, tmp_path):
     icnet = ICNet(num_classes=19, width_mult=0.25).eval()
     pairs = RefinerPairs(dataset_root, 'train', (48, 96), icnet, max_gap=3)
     assert len(pairs) == 3  # labelled frames 1..3 have a predecessor
-    data, probs, features, labels = pairs[2]
+    data, probs, features, mask, labels = pairs[2]
     assert data.shape == (3, 48, 96) and labels.shape == (48, 96)
     assert probs.shape == (19, 12, 24) and features.shape == (64, 3, 6)
+    assert mask.shape == (12, 24) and 0.0 <= mask.min() and mask.max() <= 1.0
     torch.testing.assert_close(probs.sum(0), torch.ones(12, 24), atol=1e-4, rtol=0)
     icnet_path = str(tmp_path / 'teacher.pt')
     from evs_ros.models.checkpoint import save_checkpoint
@@ -86,6 +106,8 @@ def test_refiner_pairs_and_training(dataset_root, tmp_path):
     assert evs_main(['train', 'refiner', '--data', dataset_root, '--out', out, '--icnet',
                      icnet_path, '--epochs', '1', '--batch', '2', '--crop', '48x96',
                      '--width-mult', '0.25', '--device', 'cpu']) == 0
+    checkpoint = load_checkpoint(out, expected_arch='refiner')
+    assert checkpoint['config']['residual'] is True  # the default of evs train refiner
     refiner = load_refiner(out, device='cpu')
     refined = refiner.refine(np.zeros((48, 96, 3), np.uint8), probs.numpy(), features.numpy())
     assert refined.shape == (19, 12, 24)

@@ -11,6 +11,11 @@ probabilities:
 - ``cff``: ICNet's cascade feature fusion of the coarse map with the 1/8 branch;
 - ``head``: concat(fusion, warped probabilities shrunk to 1/8) -> 3x3 at 1/8, upsampled x2 ->
   1x1 ``cls`` logits at 1/4 (the 3x3 runs at 1/8 to keep the Refiner cheap).
+- ``residual`` (our addition, not in the paper): the logits are ``prior_scale * log(P_warped)``
+  plus the ``cls`` output, and ``cls`` starts at zero, so an untrained Refiner returns P_warped
+  exactly and training learns corrections to it. Without it the Refiner had to re-predict every
+  class from a shallow trunk and was worse than the warped probabilities inside the IAM mask
+  (docs/benchmarks.md, Table 1). Checkpoints without the key load as ``residual=False``.
 
 All internal resizes are Caffe-style bilinear with align_corners, like ICNet.
 """
@@ -33,14 +38,20 @@ class RefinerNet(nn.Module):
         num_classes: classes C of the probabilities it takes and predicts.
         feature_channels: channels Cf of the warped ICNet features F (0 = no features input).
         width_mult: channel multiplier of the Refiner's own layers.
+        residual: predict a correction of log(P_warped) instead of logits from scratch
+            (starts as the identity; see the module docstring).
     """
 
+    PROB_FLOOR = 1e-4
+    """Probabilities are clamped to this before the log of the residual prior."""
+
     def __init__(self, num_classes: int = 19, feature_channels: int = 256,
-                 width_mult: float = 1.0):
+                 width_mult: float = 1.0, residual: bool = False):
         super().__init__()
         self.num_classes = num_classes
         self.feature_channels = feature_channels
         self.width_mult = width_mult
+        self.residual = residual
 
         def ch(channels: int) -> int:
             return scaled_channels(channels, width_mult)
@@ -55,6 +66,10 @@ class RefinerNet(nn.Module):
         self.cff = CascadeFeatureFusion(ch(128), ch(64), ch(128))
         self.head = ConvBN(ch(128) + num_classes, ch(64), 3)  # at 1/8
         self.cls = nn.Conv2d(ch(64), num_classes, 1)
+        if residual:
+            self.prior_scale = nn.Parameter(torch.ones(1))
+            nn.init.zeros_(self.cls.weight)
+            nn.init.zeros_(self.cls.bias)
 
     def forward(self, data: torch.Tensor, probs: torch.Tensor,
                 features: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
@@ -67,7 +82,7 @@ class RefinerNet(nn.Module):
                 None (zeros are used when the network expects features).
 
         Returns:
-            dict with ``logits`` (N, C, ~H/4, ~W/4).
+            dict with ``logits`` (N, C, ~H/4, ~W/4); (N, C, h, w) with ``residual``.
         """
         stem = self.stem_sub2(caffe_shrink(data, 2))  # (N, c64, ~H/16, ~W/16)
         if self.feature_channels:
@@ -78,9 +93,13 @@ class RefinerNet(nn.Module):
         coarse = self.fuse_sub4(stem)  # (N, c128, ~H/16, ~W/16)
         conv3_sub1 = self.conv3_sub1(self.conv2_sub1(self.conv1_sub1(data)))  # ~H/8
         fused = self.cff(caffe_zoom(coarse, 2), conv3_sub1)  # (N, c128, ~H/8, ~W/8)
-        probs = resize_to(probs.to(fused.dtype), fused.shape[-2:])  # (N, C, ~H/8, ~W/8)
-        head = self.head(torch.cat([fused, probs], dim=1))  # (N, c64, ~H/8, ~W/8)
-        return {'logits': self.cls(caffe_zoom(head, 2))}  # (N, C, ~H/4, ~W/4)
+        probs_small = resize_to(probs.to(fused.dtype), fused.shape[-2:])  # (N, C, ~H/8, ~W/8)
+        head = self.head(torch.cat([fused, probs_small], dim=1))  # (N, c64, ~H/8, ~W/8)
+        logits = self.cls(caffe_zoom(head, 2))  # (N, C, ~H/4, ~W/4)
+        if self.residual:  # at the resolution of probs: no resampling of the prior
+            prior = torch.log(probs.to(logits.dtype).clamp_min(self.PROB_FLOOR))
+            logits = resize_to(logits, prior.shape[-2:]) + self.prior_scale * prior
+        return {'logits': logits}
 
 
 class TorchRefiner:

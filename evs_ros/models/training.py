@@ -3,8 +3,10 @@
 ICNet: cross entropy at the three cascade outputs against nearest-downsampled trainIds (255 =
 ignore), weighted 1.0 (``conv6_cls``, 1/4), 0.4 (``sub24_out``, 1/8) and 0.16 (``sub4_out``, 1/16)
 as the ICNet reference training (lambda3, lambda2, lambda1). Refiner: pairs (keyframe k, frame
-k + d, d in 1..max_gap): a frozen ICNet predicts P and F at k, DIS flows chained from k + d back
-to k warp them (as the pipeline does), and the Refiner learns the labels of k + d.
+k + d, d in 1..max_gap): a frozen ICNet predicts P and F at k, the pipeline's propagation steps
+warp them to k + d and run IAM there, and the Refiner learns the labels of k + d. Its cross
+entropy is weighted by IAM's mask M plus ``outside_weight``: eq. 4 only uses P_refiner where M > 0,
+and an unweighted loss is dominated by the many pixels where the warped labels are already right.
 
 Checkpoints are evs_ros checkpoints (``checkpoint.py``) whose ``meta`` also holds ``epoch`` and
 ``optimizer`` so ``resume`` continues where a run stopped.
@@ -55,12 +57,34 @@ class TrainConfig:
     """ICNet only: mIoU on this split after each epoch ('' or a missing split: skipped)."""
     val_limit: int = 20
     """Labelled frames evaluated per epoch (evenly spaced over the split)."""
+    outside_weight: float = 0.1
+    """Refiner only: loss weight of pixels outside IAM's mask (inside: 1 + this)."""
+    residual: bool = True
+    """Refiner only: predict corrections of log(P_warped) (``RefinerNet(residual=True)``)."""
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross entropy of (N, C, h, w) logits vs (N, H, W) int64 labels shrunk (nearest) to h x w."""
     small = F.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode='nearest')
     return F.cross_entropy(logits.float(), small[:, 0].long(), ignore_index=IGNORE)
+
+
+def masked_segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                             outside_weight: float) -> torch.Tensor:
+    """Cross entropy weighted by ``mask + outside_weight``, at the mask's resolution.
+
+    Args:
+        logits: (N, C, h', w') logits (resized bilinearly to the mask).
+        labels: (N, H, W) int64 trainIds (nearest-shrunk to the mask; 255 = ignore).
+        mask: (N, h, w) float IAM mask in [0, 1].
+    """
+    size = mask.shape[-2:]
+    if logits.shape[-2:] != size:
+        logits = F.interpolate(logits.float(), size=size, mode='bilinear', align_corners=True)
+    small = F.interpolate(labels[:, None].float(), size=size, mode='nearest')[:, 0].long()
+    per_pixel = F.cross_entropy(logits.float(), small, ignore_index=IGNORE, reduction='none')
+    weights = (mask.float() + outside_weight) * (small != IGNORE)
+    return (per_pixel * weights).sum() / weights.sum().clamp_min(1e-6)
 
 
 def cascade_loss(outputs: Dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
@@ -178,9 +202,12 @@ def _icnet_step(network, batch, device) -> torch.Tensor:
     return cascade_loss(network(data, return_aux=True), labels)
 
 
-def _refiner_step(network, batch, device) -> torch.Tensor:
-    data, probs, features, labels = (tensor.to(device) for tensor in batch)
-    return segmentation_loss(network(data, probs, features)['logits'], labels)
+def _refiner_step(outside_weight: float):
+    def step(network, batch, device) -> torch.Tensor:
+        data, probs, features, mask, labels = (tensor.to(device) for tensor in batch)
+        logits = network(data, probs, features)['logits']
+        return masked_segmentation_loss(logits, labels, mask, outside_weight)
+    return step
 
 
 def train_icnet(config: TrainConfig) -> Dict[str, float]:
@@ -200,9 +227,9 @@ def train_refiner(config: TrainConfig, icnet: Optional[torch.nn.Module] = None):
         icnet = build_network(load_checkpoint(config.icnet_path, expected_arch='icnet'))
     icnet = icnet.eval()
     arch_config = {'num_classes': icnet.num_classes, 'feature_channels': icnet.feature_channels,
-                   'width_mult': config.width_mult}
+                   'width_mult': config.width_mult, 'residual': config.residual}
     dataset = RefinerPairs(config.data_root, config.split, config.crop_hw, icnet,
                            config.max_gap, config.seed)
     trainer = Trainer(config, 'refiner', RefinerNet(**arch_config), arch_config, dataset,
-                      _refiner_step)
+                      _refiner_step(config.outside_weight))
     return trainer.run()

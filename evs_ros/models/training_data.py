@@ -72,20 +72,26 @@ class IcnetCrops(Dataset):
 
 
 class RefinerPairs(Dataset):
-    """(data, probs_warped, features_warped, labels) for every labelled target frame t >= 1.
+    """(data, probs_warped, features_warped, mask, labels) for every labelled target frame t >= 1.
 
     Frames are resized to ``size_hw`` (whole frames, no crop: P and F must stay aligned with the
-    image); d is drawn in 1..min(max_gap, t); k = t - d is the keyframe.
+    image); d is drawn in 1..min(max_gap, t); k = t - d is the keyframe. P, F and the IAM mask M
+    come from the pipeline's own propagation steps (``evs_ros.pipeline.state``: DIS between
+    consecutive frames, flows composed at the probability / feature resolution, IAM on the last
+    step), so the Refiner trains on exactly what it is given at run time. ``mask`` is float32
+    (h, w) in [0, 1] at the probability resolution: the loss weights pixels by it (eq. 4 uses
+    P_refiner only there).
     """
 
     def __init__(self, root: str, split: str, size_hw: Tuple[int, int], icnet: torch.nn.Module,
                  max_gap: int = 5, seed: int = 0):
-        from evs_ros.config import FlowConfig
+        from evs_ros.config import FlowConfig, IamConfig
         from evs_ros.flow.dis import FlowEstimator
         self.size_hw = tuple(size_hw)
         self.max_gap = max(1, int(max_gap))
         self.teacher = IcnetModel(icnet, device='cpu')
         self.flow = FlowEstimator(FlowConfig())
+        self.iam_config = IamConfig()
         self.items = [(snippet.frames, index, path) for snippet in list_snippets(root, split)
                       for index, path in sorted(snippet.labels.items()) if index >= 1]
         if not self.items:
@@ -97,31 +103,36 @@ class RefinerPairs(Dataset):
     def _frame(self, path: str) -> np.ndarray:
         return cv2.resize(read_image(path), self.size_hw[::-1], interpolation=cv2.INTER_LINEAR)
 
-    def _flow_target_to_key(self, frames: List[np.ndarray]) -> np.ndarray:
-        """Chain DIS flows frame by frame from the last frame back to the first (pipeline-like)."""
+    def _propagate(self, frames: List[np.ndarray]):
+        """Keyframe prediction on ``frames[0]`` propagated to ``frames[-1]`` as the pipeline does
+        with R off: returns (probs_warped, features_warped, IAM mask of the last step)."""
         from evs_ros.flow.dis import to_gray
-        from evs_ros.flow.warp import compose_flows
+        from evs_ros.pipeline.state import (aligned_features, aligned_probs, consecutive_flows,
+                                            propagate, state_from_prediction)
+        state = state_from_prediction(self.teacher.predict(frames[0]), frames[0].shape[:2])
         grays = [to_gray(frame) for frame in frames]
-        flow_to_key = self.flow.calc(grays[1], grays[0])
-        for previous, current in zip(grays[1:-1], grays[2:]):
-            flow_to_key = compose_flows(flow_to_key, self.flow.calc(current, previous))
-        return flow_to_key
+        iam = None
+        for previous, current in zip(grays[:-1], grays[1:]):
+            flow_cur_to_prev, flow_prev_to_cur = consecutive_flows(
+                self.flow, current, previous, self.iam_config)
+            state, iam = propagate(state, flow_cur_to_prev, self.iam_config,
+                                   flow_prev_to_cur=flow_prev_to_cur)
+        features = aligned_features(state)
+        if features is None:
+            features = np.zeros((0, 1, 1), np.float32)
+        return aligned_probs(state), features, iam.mask.astype(np.float32)
 
     def __getitem__(self, index: int):
-        from evs_ros.flow.warp import warp_dense
         frame_paths, target, label_path = self.items[index]
         gap = int(torch.randint(1, min(self.max_gap, target) + 1, ()).item())
         frames = [self._frame(path) for path in frame_paths[target - gap:target + 1]]
-        prediction = self.teacher.predict(frames[0])
-        flow = self._flow_target_to_key(frames)
-        probs = warp_dense(prediction.probs, flow)
-        features = warp_dense(prediction.features, flow)
+        probs, features, mask = self._propagate(frames)
         labels = cv2.resize(read_labels(label_path), self.size_hw[::-1],
                             interpolation=cv2.INTER_NEAREST)
         image = frames[-1]
         if torch.rand(()).item() < 0.5:
-            image, labels = image[:, ::-1], labels[:, ::-1]
+            image, labels, mask = image[:, ::-1], labels[:, ::-1], mask[:, ::-1]
             probs, features = probs[:, :, ::-1], features[:, :, ::-1]
-        return (_to_data(image), torch.from_numpy(np.ascontiguousarray(probs)),
-                torch.from_numpy(np.ascontiguousarray(features)),
-                torch.from_numpy(labels.astype(np.int64)))
+        return (_to_data(image),) + tuple(
+            torch.from_numpy(np.ascontiguousarray(array))
+            for array in (probs, features, mask, labels.astype(np.int64)))

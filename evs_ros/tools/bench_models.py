@@ -38,7 +38,8 @@ def bench_width(width_mult: float, size_wh, device: str, repeats: int, warmup: i
     width, height = size_wh
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     icnet = IcnetModel(ICNet(19, width_mult, aux_heads=False), device)
-    refiner = TorchRefiner(RefinerNet(19, icnet.feature_channels, width_mult), device)
+    refiner = TorchRefiner(RefinerNet(19, icnet.feature_channels, width_mult, residual=True),
+                           device)  # the shipped architecture
     probs = np.full((19, output_size(height, 4), output_size(width, 4)), 1 / 19, np.float32)
     features = np.zeros((icnet.feature_channels, output_size(height, 16),
                          output_size(width, 16)), np.float32)

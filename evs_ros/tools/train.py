@@ -5,7 +5,7 @@ Examples::
     evs train icnet --data data/synth --out evs_ros/models/weights/icnet_synth.pt \\
         --epochs 40 --batch 8 --crop 257x513 --width-mult 0.5
     evs train refiner --data data/synth --icnet evs_ros/models/weights/icnet_synth.pt \\
-        --out evs_ros/models/weights/refiner_synth.pt --epochs 20 --crop 256x512
+        --out evs_ros/models/weights/refiner_synth.pt --epochs 5 --crop 512x1024
 
 ``--resume`` continues from ``--out`` when it exists (weights, optimizer, epoch).
 """
@@ -37,6 +37,11 @@ def add_arguments(parser) -> None:
     parser.add_argument('--val-limit', type=int, default=20, help='val frames per epoch')
     parser.add_argument('--max-gap', type=int, default=5,
                         help='refiner: keyframe-to-frame distance d in 1..max-gap')
+    parser.add_argument('--outside-weight', type=float, default=0.1,
+                        help="refiner: loss weight outside IAM's mask (inside: 1 + this)")
+    parser.add_argument('--no-residual', dest='residual', action='store_false',
+                        help='refiner: predict logits from scratch (the paper) instead of '
+                             'corrections of log(P_warped)')
 
 
 def run(args) -> int:
@@ -45,7 +50,8 @@ def run(args) -> int:
                          width_mult=args.width_mult, lr=args.lr, device=args.device,
                          workers=args.workers, seed=args.seed, max_steps_per_epoch=args.max_steps,
                          resume=args.resume, icnet_path=args.icnet, max_gap=args.max_gap,
-                         val_split=args.val_split, val_limit=args.val_limit)
+                         val_split=args.val_split, val_limit=args.val_limit,
+                         outside_weight=args.outside_weight, residual=args.residual)
     train = train_icnet if args.network == 'icnet' else train_refiner
     result = train(config)
     print(f'wrote {args.out} after epoch {result["epoch"]} (mean loss {result["loss"]:.4f})')
