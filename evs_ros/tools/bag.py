@@ -25,7 +25,7 @@ import numpy as np
 from evs_ros.data import rosbag_io
 from evs_ros.data.rosbag_io import (
     COMPRESSED_IMAGE_MSGTYPE, IMAGE_MSGTYPE, BagError, BagReader, BagWriter)
-from evs_ros.ros.conversions import (
+from evs_ros.data.image_messages import (
     ImageConversionError, compressed_msg_to_bgr, image_msg_to_bgr, stamp_to_ns)
 
 # (image_bgr uint8 (H, W, 3), stamp_ns) -> (labels uint8 (H, W), mask uint8 (H, W) or None)
