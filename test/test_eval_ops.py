@@ -154,6 +154,17 @@ def test_parse_operating_points_accepts_lists_and_all():
         parse_operating_points(['EVS99'])
 
 
+def test_parse_operating_points_sweeps_the_adaptive_threshold():
+    swept = parse_operating_points(['ADAPTIVE@0.03,adaptive@0.05', 'ADAPTIVE'])
+    assert [op.name for op in swept] == ['ADAPTIVE@0.03', 'ADAPTIVE@0.05', 'ADAPTIVE']
+    assert [op.adaptive_threshold for op in swept] == [0.03, 0.05, 0.01]
+    assert all(op.adaptive for op in swept)
+    for text, reason in (('EVS05@0.03', 'adaptive'), ('ADAPTIVE@high', 'not a number'),
+                         ('ADAPTIVE@2', 'fraction')):
+        with pytest.raises(ValueError, match=reason):
+            parse_operating_points([text])
+
+
 def test_cityscapes_reader_gives_annotated_frame_and_resizes(tmp_path):
     small = [f for f in render_snippet(SynthConfig(width=64, height=32, seed=SEED))]
     small[19].labels[0, :4] = IGNORE

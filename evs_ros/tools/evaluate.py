@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from typing import List, Optional, Sequence, Tuple
 
 from evs_ros.config import (
@@ -36,11 +37,31 @@ def parse_resolution(text: Optional[str]) -> Optional[Tuple[int, int]]:
 
 
 def parse_operating_points(names: Optional[Sequence[str]]) -> List[OperatingPoint]:
-    """Preset names (``EVS05``, ``evs5``, ``ADAPTIVE``, ``PERFRAME``; 'all' = every preset)."""
+    """Preset names (``EVS05``, ``evs5``, ``ADAPTIVE``, ``PERFRAME``; 'all' = every preset).
+
+    ``NAME@T`` is the preset with ``adaptive_threshold`` T (e.g. ``ADAPTIVE@0.03``), so one run
+    can sweep the adaptive policy's threshold.
+    """
     if not names or [n.lower() for n in names] == ['all']:
         return list(OPERATING_POINTS.values())
-    items = [item for name in names for item in name.split(',') if item.strip()]
-    return [operating_point(item) for item in items]
+    items = [item.strip() for name in names for item in name.split(',') if item.strip()]
+    return [_operating_point_with_threshold(item) for item in items]
+
+
+def _operating_point_with_threshold(text: str) -> OperatingPoint:
+    name, _, threshold = text.partition('@')
+    op = operating_point(name)
+    if not threshold:
+        return op
+    if not op.adaptive:
+        raise ValueError(f'{text!r}: @THRESHOLD only applies to adaptive operating points '
+                         '(ADAPTIVE)')
+    try:
+        value = float(threshold)
+    except ValueError:
+        raise ValueError(f'{text!r}: threshold {threshold!r} is not a number '
+                         '(e.g. ADAPTIVE@0.03)') from None
+    return replace(op, name=f'{op.name}@{threshold}', adaptive_threshold=value)
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,8 +83,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Operating points, networks, device, threads and an optional params file."""
     group = parser.add_argument_group('pipeline')
     group.add_argument('--operating-points', nargs='+', metavar='NAME',
-                       help='presets to evaluate, e.g. EVS03 EVS07 ADAPTIVE (default: all; '
-                            'the per-frame baseline PERFRAME is always included)')
+                       help='presets to evaluate, e.g. EVS03 EVS07 ADAPTIVE ADAPTIVE@0.03 '
+                            '(NAME@T: adaptive threshold T; default: all; the per-frame '
+                            'baseline PERFRAME is always included)')
     add_network_arguments(group)
 
 
