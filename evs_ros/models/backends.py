@@ -9,7 +9,26 @@ SPECs (``ModelConfig.backend``):
   softmax and optionally ``features`` (1, Cf, hf, wf). Frames are resized to the exported H x W.
   ONNX runs on onnxruntime, or on OpenCV's ``cv2.dnn`` when onnxruntime is missing.
 - ``python:MODULE:FACTORY`` - ``FACTORY()`` returns a callable ``f(image_bgr uint8 (H, W, 3)) ->
-  float32 (C, h, w)`` probabilities at any resolution, with a ``num_classes`` attribute.
+  float32 (C, h, w)`` probabilities at any resolution, with a ``num_classes`` attribute and
+  optionally ``class_names`` (a sequence of C names).
+- ``hf:MODEL`` - a Hugging Face ``transformers`` network (SegFormer, UperNet, Mask2Former,
+  MaskFormer): a ``save_pretrained`` directory or a hub id read from the local Hugging Face cache
+  only (``evs_ros/models/hf.py``).
+
+Classes (``evs_ros/data/classes.py``): every backend exposes ``num_classes``, ``class_names``
+(tuple) and ``feature_channels`` (int, or None without features). A network whose class names are
+the 19 Cityscapes classes in any order (any case, ``_`` or ``-`` for spaces) is published in
+Cityscapes trainId order (extra classes dropped, probabilities renormalised); any other network in
+its own order with its own names. Where the names come from:
+
+- ``hf:`` - ``config.json``'s ``id2label``;
+- ``onnx:PATH`` / ``torchscript:PATH`` - the class-names file next to PATH with the extension
+  replaced by ``.classes.txt`` (``nets/ddrnet.onnx`` -> ``nets/ddrnet.classes.txt``: one name per
+  line, line i names output channel i, blank and ``#`` lines skipped); without it a TorchScript
+  file's ``evs_meta.json`` ``class_names``; otherwise Cityscapes for 19 classes, else
+  ``class_<i>``;
+- ``python:`` - the ``class_names`` attribute of the object ``FACTORY()`` returns;
+- ``icnet:`` - the checkpoint's ``class_names`` (published as they are, not re-ordered).
 
 Networks without low-level features give ``Prediction.features = None``; the Refiner then runs on
 the image and the warped probabilities only (zeros in place of F).
@@ -22,13 +41,15 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from evs_ros.data.classes import (ClassMapping, class_mapping, classes_file_for,
+                                  default_class_names, sidecar_class_names)
 from evs_ros.models.base import Prediction
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights')
 DEFAULT_ICNET = os.path.join(WEIGHTS_DIR, 'icnet_synth.pt')
 DEFAULT_REFINER = os.path.join(WEIGHTS_DIR, 'refiner_synth.pt')
 META_FILE = 'evs_meta.json'  # TorchScript extra file: {"input_size": [H, W], "class_names": []}
-KINDS = ('icnet', 'torchscript', 'onnx', 'python')
+KINDS = ('icnet', 'torchscript', 'onnx', 'python', 'hf')
 
 
 def split_spec(spec: str) -> Tuple[str, str]:
@@ -36,7 +57,7 @@ def split_spec(spec: str) -> Tuple[str, str]:
     kind, sep, rest = spec.partition(':')
     if not sep or kind not in KINDS or not rest:
         raise ValueError(f'backend SPEC {spec!r} is not one of icnet:PATH, icnet:default, '
-                         'torchscript:PATH, onnx:PATH, python:MODULE:FACTORY')
+                         'torchscript:PATH, onnx:PATH, python:MODULE:FACTORY, hf:MODEL')
     return kind, rest
 
 
@@ -57,6 +78,9 @@ def load_backend(spec: str, device: str = 'auto', fp16: bool = False):
         return TorchScriptModel(_existing(rest, 'TorchScript'), device)
     if kind == 'onnx':
         return OnnxModel(_existing(rest, 'ONNX'), device)
+    if kind == 'hf':
+        from evs_ros.models.hf import load_hf_model
+        return load_hf_model(rest, device, fp16)
     return PythonModel(rest)
 
 
@@ -68,10 +92,12 @@ def load_icnet(path: str, device: str = 'auto', fp16: bool = False):
     if path.endswith('.caffemodel'):
         from evs_ros.models.caffe import icnet_from_caffemodel
         network, _ = icnet_from_caffemodel(path)
-        return IcnetModel(network, device, fp16)
+        return IcnetModel(network, device, fp16, default_class_names(network.num_classes))
     checkpoint = load_checkpoint(path, expected_arch='icnet')
-    return IcnetModel(build_network(checkpoint), device, fp16,
-                      tuple(checkpoint.get('class_names') or ()) or None)
+    network = build_network(checkpoint)
+    names = tuple(checkpoint.get('class_names') or ()) or None
+    return IcnetModel(network, device, fp16,
+                      names if names else default_class_names(network.num_classes))
 
 
 def load_refiner(spec_or_path: str, device: str = 'auto', fp16: bool = False):
@@ -83,7 +109,8 @@ def load_refiner(spec_or_path: str, device: str = 'auto', fp16: bool = False):
     path = DEFAULT_REFINER if spec_or_path == 'default' else spec_or_path
     path = path[len('refiner:'):] if path.startswith('refiner:') else path
     checkpoint = load_checkpoint(_existing(path, 'Refiner weights'), expected_arch='refiner')
-    return TorchRefiner(build_network(checkpoint), device, fp16)
+    return TorchRefiner(build_network(checkpoint), device, fp16,
+                        class_names=checkpoint.get('class_names'))
 
 
 def _resize_bgr(image_bgr: np.ndarray, input_size: Optional[Tuple[int, int]]) -> np.ndarray:
@@ -101,7 +128,43 @@ def _prediction(outputs) -> Prediction:
     return Prediction(probs=probs, features=features)
 
 
-class TorchScriptModel:
+class MappedClassesModel:
+    """Base of the file and callable backends: publishes the raw output through a
+    :class:`~evs_ros.data.classes.ClassMapping` (see the module docstring, Classes).
+
+    Subclasses implement ``raw_predict(image_bgr) -> Prediction`` in the network's own channel
+    order and call :meth:`set_classes` once.
+    """
+
+    mapping: ClassMapping
+
+    def set_classes(self, network_names, source: str, probe: Prediction) -> None:
+        """Set ``mapping``, ``num_classes``, ``class_names`` and ``feature_channels`` from the
+        network's names (or None; ``source`` says where they come from, for errors) and one probe
+        prediction."""
+        try:
+            self.mapping = class_mapping(network_names, int(probe.probs.shape[0]))
+        except ValueError as error:
+            raise ValueError(f'{source}: {error}') from None
+        self.num_classes = self.mapping.num_classes
+        self.class_names = tuple(self.mapping.names)
+        self.feature_channels = None if probe.features is None else int(probe.features.shape[0])
+
+    def predict(self, image_bgr: np.ndarray) -> Prediction:
+        """uint8 (H, W, 3) BGR -> Prediction, probabilities in published class order."""
+        raw = self.raw_predict(image_bgr)
+        return Prediction(probs=self.mapping.apply(raw.probs), features=raw.features)
+
+
+def _file_class_names(path: str, fallback=None):
+    """(names, where they come from): ``path``'s class-names file, else ``fallback``."""
+    names = sidecar_class_names(path)
+    if names is not None:
+        return names, classes_file_for(path)
+    return fallback, path
+
+
+class TorchScriptModel(MappedClassesModel):
     """A TorchScript file from ``evs export`` as a ``SegmentationModel``."""
 
     def __init__(self, path: str, device: str = 'auto'):
@@ -112,14 +175,10 @@ class TorchScriptModel:
         self.module = torch.jit.load(path, map_location=self.device, _extra_files=extra).eval()
         meta = json.loads(extra[META_FILE] or '{}')
         self.input_size = tuple(meta['input_size']) if meta.get('input_size') else None
-        self.class_names = meta.get('class_names')
-        self.num_classes = int(meta.get('num_classes') or 0) or self._probe_classes()
+        probe = self.raw_predict(np.zeros((self.input_size or (65, 65)) + (3,), np.uint8))
+        self.set_classes(*_file_class_names(path, meta.get('class_names')), probe)
 
-    def _probe_classes(self) -> int:
-        size = self.input_size or (65, 65)
-        return int(self.predict(np.zeros(size + (3,), np.uint8)).probs.shape[0])
-
-    def predict(self, image_bgr: np.ndarray) -> Prediction:
+    def raw_predict(self, image_bgr: np.ndarray) -> Prediction:
         """uint8 (H, W, 3) BGR -> Prediction at the exported network's output size."""
         import torch
         data = torch.from_numpy(_resize_bgr(image_bgr, self.input_size)).to(self.device)
@@ -129,7 +188,7 @@ class TorchScriptModel:
         return _prediction([output.float().cpu().numpy() for output in outputs])
 
 
-class OnnxModel:
+class OnnxModel(MappedClassesModel):
     """An ONNX file from ``evs export`` on onnxruntime (CUDA when available) or ``cv2.dnn``."""
 
     def __init__(self, path: str, device: str = 'auto'):
@@ -155,10 +214,10 @@ class OnnxModel:
             self.output_names = [output.name for output in graph.output]
         static = all(isinstance(dim, int) and dim > 0 for dim in shape[2:])
         self.input_size = (int(shape[2]), int(shape[3])) if static else None
-        self.num_classes = int(self.predict(np.zeros((self.input_size or (65, 65)) + (3,),
-                                                     np.uint8)).probs.shape[0])
+        probe = self.raw_predict(np.zeros((self.input_size or (65, 65)) + (3,), np.uint8))
+        self.set_classes(*_file_class_names(path), probe)
 
-    def predict(self, image_bgr: np.ndarray) -> Prediction:
+    def raw_predict(self, image_bgr: np.ndarray) -> Prediction:
         """uint8 (H, W, 3) BGR -> Prediction at the exported network's output size."""
         data = _resize_bgr(image_bgr, self.input_size)
         if self.session is not None:
@@ -177,7 +236,7 @@ def _read_onnx_with_cv2(cv2, path: str):
     return cv2.dnn.readNetFromONNX(path, engine=engine)
 
 
-class PythonModel:
+class PythonModel(MappedClassesModel):
     """``python:MODULE:FACTORY``: a user callable returning float32 (C, h, w) probabilities."""
 
     def __init__(self, target: str):
@@ -188,15 +247,24 @@ class PythonModel:
         if factory is None:
             raise ValueError(f'module {module_name!r} has no factory {factory_name!r}')
         self.function = factory()
-        self.num_classes = int(getattr(self.function, 'num_classes', 0))
-        if self.num_classes < 1:
+        self.raw_classes = int(getattr(self.function, 'num_classes', 0))
+        if self.raw_classes < 1:
             raise ValueError(f'{target}: the object FACTORY() returns needs a num_classes '
                              'attribute >= 1')
+        names = getattr(self.function, 'class_names', None)
+        try:
+            self.mapping = class_mapping(None if names is None else tuple(names),
+                                         self.raw_classes)
+        except ValueError as error:
+            raise ValueError(f'{target}: class_names: {error}') from None
+        self.num_classes = self.mapping.num_classes
+        self.class_names = tuple(self.mapping.names)
+        self.feature_channels = None
 
-    def predict(self, image_bgr: np.ndarray) -> Prediction:
+    def raw_predict(self, image_bgr: np.ndarray) -> Prediction:
         """uint8 (H, W, 3) BGR -> Prediction(probs float32 (C, h, w), features None)."""
         probs = np.asarray(self.function(image_bgr), dtype=np.float32)
-        if probs.ndim != 3 or probs.shape[0] != self.num_classes:
+        if probs.ndim != 3 or probs.shape[0] != self.raw_classes:
             raise ValueError(f'python backend returned shape {probs.shape}, expected '
-                             f'(C={self.num_classes}, h, w) probabilities')
+                             f'(C={self.raw_classes}, h, w) probabilities')
         return Prediction(probs=probs, features=None)

@@ -20,7 +20,7 @@ probabilities:
 All internal resizes are Caffe-style bilinear with align_corners, like ICNet.
 """
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -105,9 +105,12 @@ class RefinerNet(nn.Module):
 class TorchRefiner:
     """``RefinerModel`` (``evs_ros/models/base.py``) around a ``RefinerNet``: numpy in and out."""
 
-    def __init__(self, network: RefinerNet, device: str = 'auto', fp16: bool = False):
+    def __init__(self, network: RefinerNet, device: str = 'auto', fp16: bool = False,
+                 class_names: Optional[Sequence[str]] = None):
         self.network, self.device, self.fp16 = place_network(network, device, fp16)
         self.num_classes = network.num_classes
+        self.feature_channels = network.feature_channels
+        self.class_names = tuple(class_names) if class_names else None
 
     def refine(self, image_bgr: np.ndarray, probs_warped: np.ndarray,
                features_warped: Optional[np.ndarray]) -> np.ndarray:
