@@ -20,6 +20,7 @@ COMMANDS = {
     'train': ('train', 'train ICNet or the Refiner'),
     'convert': ('convert', 'convert official ICNet Caffe weights to a PyTorch checkpoint'),
     'export': ('export', 'export a network to TorchScript or ONNX'),
+    'weights': ('weights', 'list, download (explicitly) and locate public pretrained checkpoints'),
     'bag': ('bag', 'process a recorded ROS 2 bag offline into a new bag'),
     'node': ('node', 'run the ROS 2 node (same as `ros2 run evs_ros evs_node`)'),
 }
