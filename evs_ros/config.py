@@ -11,7 +11,7 @@ Refinement* (Paul et al.): operating points are its Table 2, DIS parameters its 
 """
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 DIS_PRESETS = ('ultrafast', 'fast', 'medium', 'custom')
 FLOW_METHODS = ('dis', 'farneback')
@@ -19,13 +19,47 @@ DEVICES = ('auto', 'cpu', 'cuda')
 QOS_RELIABILITY = ('best_effort', 'reliable')
 
 
+class ParameterInfo(NamedTuple):
+    """What a user needs to know about one setting: the ROS parameter descriptor, the CLI help
+    and validation all read it from the field's metadata (one place)."""
+
+    help: str
+    range: Optional[Tuple[float, float]] = None
+    choices: Optional[Tuple[str, ...]] = None
+    restart: bool = False
+    """Read at start-up only (rebuilds models, threads or subscriptions)."""
+
+
+def setting(default, help: str, range: Optional[Tuple[float, float]] = None,
+            choices: Optional[Tuple[str, ...]] = None, restart: bool = False):
+    """A config field with its :class:`ParameterInfo` (validated by :func:`validate_fields`)."""
+    return field(default=default, metadata={'info': ParameterInfo(help, range, choices, restart)})
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
 
 
-def _check_choice(name: str, value: str, choices) -> None:
-    _check(value in choices, f'{name}={value!r} is not one of {", ".join(choices)}')
+def allowed_text(info: ParameterInfo) -> str:
+    """'one of a, b' or 'in [lo, hi]' for messages; '' when anything goes."""
+    if info.choices:
+        return 'one of ' + ', '.join(info.choices)
+    if info.range:
+        return f'in [{info.range[0]}, {info.range[1]}]'
+    return ''
+
+
+def validate_fields(section: str, obj) -> None:
+    """Check every field of ``obj`` against its range and choices; ValueError names the setting
+    and what is allowed (``runtime.flow_threads=-1: must be in [1, 64]``)."""
+    for item in fields(obj):
+        info = item.metadata.get('info')
+        value = getattr(obj, item.name)
+        if info is None or (info.range is None and info.choices is None):
+            continue
+        ok = value in info.choices if info.choices else info.range[0] <= value <= info.range[1]
+        _check(ok, f'{section}.{item.name}={value!r}: must be {allowed_text(info)}')
 
 
 @dataclass(frozen=True)
@@ -37,27 +71,24 @@ class FlowConfig:
     fields below are used; with any other preset they are ignored.
     """
 
-    method: str = 'dis'
-    dis_preset: str = 'ultrafast'
-    finest_scale: int = 2
-    patch_size: int = 8
-    patch_stride: int = 4
-    gd_iterations: int = 12
-    variational_refinement_iterations: int = 0
-    scale: float = 1.0
-    """Flow is computed on frames resized by this factor, then resized back (1.0 = native)."""
+    method: str = setting('dis', 'dis (paper) or farneback (paper Fig. 6 comparison)',
+                          choices=FLOW_METHODS)
+    dis_preset: str = setting('ultrafast', 'ultrafast (paper), fast, medium or custom',
+                              choices=DIS_PRESETS)
+    finest_scale: int = setting(2, 'DIS custom: finest pyramid scale', (0, 10))
+    patch_size: int = setting(8, 'DIS custom: patch size in pixels', (2, 64))
+    patch_stride: int = setting(4, 'DIS custom: patch stride in pixels (<= patch_size)', (1, 64))
+    gd_iterations: int = setting(12, 'DIS custom: gradient-descent iterations', (1, 1000))
+    variational_refinement_iterations: int = setting(
+        0, 'DIS custom: variational refinement iterations (0 = off)', (0, 100))
+    scale: float = setting(1.0, 'compute flow on frames resized by this factor, then resize the '
+                           'flow back (1.0 = native)', (0.05, 1.0))
 
     def __post_init__(self):
-        _check_choice('flow.method', self.method, FLOW_METHODS)
-        _check_choice('flow.dis_preset', self.dis_preset, DIS_PRESETS)
-        _check(self.finest_scale >= 0, 'flow.finest_scale must be >= 0')
-        _check(self.patch_size >= 2, 'flow.patch_size must be >= 2')
-        _check(1 <= self.patch_stride <= self.patch_size,
-               'flow.patch_stride must be in [1, flow.patch_size]')
-        _check(self.gd_iterations >= 1, 'flow.gd_iterations must be >= 1')
-        _check(self.variational_refinement_iterations >= 0,
-               'flow.variational_refinement_iterations must be >= 0')
-        _check(0.05 <= self.scale <= 1.0, 'flow.scale must be in [0.05, 1.0]')
+        validate_fields('flow', self)
+        _check(self.patch_stride <= self.patch_size,
+               f'flow.patch_stride={self.patch_stride}: must be <= flow.patch_size '
+               f'({self.patch_size})')
 
 
 @dataclass(frozen=True)
@@ -68,19 +99,18 @@ class IamConfig:
     paper's 512x256) and resized for output.
     """
 
-    dilation_px: int = 3
-    """Radius of the square dilation applied to the binary inconsistency mask (0 = none)."""
-    smoothing_px: int = 5
-    """Side of the box blur applied after dilation (odd; 1 = none)."""
-    backward_flow: str = 'negated'
-    """'negated': approximate flow prev->cur by -(flow cur->prev), no extra DIS;
-    'dis': compute the backward flow with a second DIS call (exact, about 2x flow cost)."""
+    dilation_px: int = setting(3, 'IAM: radius of the square dilation of the inconsistency mask '
+                               '(0 = none)', (0, 64))
+    smoothing_px: int = setting(5, 'IAM: side of the box blur after dilation (odd; 1 = none)',
+                                (1, 63))
+    backward_flow: str = setting('negated', 'IAM: negated (prev->cur flow approximated by '
+                                 '-(cur->prev), no extra DIS) or dis (exact, about 2x flow cost)',
+                                 choices=('negated', 'dis'))
 
     def __post_init__(self):
-        _check(0 <= self.dilation_px <= 64, 'iam.dilation_px must be in [0, 64]')
-        _check(self.smoothing_px >= 1 and self.smoothing_px % 2 == 1,
-               'iam.smoothing_px must be an odd number >= 1')
-        _check_choice('iam.backward_flow', self.backward_flow, ('negated', 'dis'))
+        validate_fields('iam', self)
+        _check(self.smoothing_px % 2 == 1,
+               f'iam.smoothing_px={self.smoothing_px}: must be an odd number >= 1')
 
 
 @dataclass(frozen=True)
@@ -95,25 +125,23 @@ class OperatingPoint:
     than ``max_keyframe_interval`` frames; S is then ignored.
     """
 
-    name: str = 'EVS05'
-    downscale: float = 1.0
-    keyframe_interval: int = 3
-    warp: bool = True
-    refine: bool = False
-    adaptive: bool = False
-    adaptive_threshold: float = 0.01
-    max_keyframe_interval: int = 10
+    name: str = setting('EVS05', 'name reported in status (set by the preset)')
+    downscale: float = setting(1.0, 'D: scale of the frame fed to the network', (0.1, 1.0))
+    keyframe_interval: int = setting(3, 'S: run the network every S-th frame', (1, 1000))
+    warp: bool = setting(True, 'W: propagate labels with optical flow (off = hold)')
+    refine: bool = setting(False, 'R: repair propagated frames with IAM + Refiner (needs W)')
+    adaptive: bool = setting(False, 'keyframe when IAM inconsistency exceeds the threshold')
+    adaptive_threshold: float = setting(
+        0.01, 'adaptive: inconsistent fraction, summed since the keyframe, that forces a new one',
+        (0.0, 1.0))
+    max_keyframe_interval: int = setting(10, 'adaptive: S_max, longest run without a keyframe',
+                                         (1, 1000))
 
     def __post_init__(self):
-        _check(0.1 <= self.downscale <= 1.0, 'operating_point.downscale (D) must be in [0.1, 1]')
-        _check(1 <= self.keyframe_interval <= 1000,
-               'operating_point.keyframe_interval (S) must be in [1, 1000]')
-        _check(0.0 <= self.adaptive_threshold <= 1.0,
-               'operating_point.adaptive_threshold must be a fraction in [0, 1]')
-        _check(1 <= self.max_keyframe_interval <= 1000,
-               'operating_point.max_keyframe_interval (S_max) must be in [1, 1000]')
+        validate_fields('operating_point', self)
         _check(not (self.refine and not self.warp),
-               'operating_point.refine (R) needs warp (W): refinement works on warped labels')
+               'operating_point.refine=True: needs operating_point.warp=True (R refines warped '
+               'labels)')
 
 
 def _op(name, d, s, w, r):
@@ -144,86 +172,93 @@ OPERATING_POINTS: Dict[str, OperatingPoint] = {op.name: op for op in (
 # The per-frame baseline: the network on every frame, nothing propagated.
 BASELINE = OperatingPoint(name='PERFRAME', downscale=1.0, keyframe_interval=1, warp=False,
                           refine=False)
+PRESET_NAMES = tuple(OPERATING_POINTS) + (BASELINE.name,)
 
 
 def operating_point(name: str) -> OperatingPoint:
     """Return the preset called ``name`` (case-insensitive, 'EVS5' == 'EVS05')."""
-    key = name.strip().upper()
-    if key.startswith('EVS') and key[3:].isdigit():
-        key = f'EVS{int(key[3:]):02d}'
+    key = canonical_preset_name(name)
     if key == BASELINE.name:
         return BASELINE
     if key not in OPERATING_POINTS:
-        raise ValueError(f'unknown operating point {name!r}; choose one of '
-                         f'{", ".join(OPERATING_POINTS)} or {BASELINE.name}')
+        raise ValueError(f'operating_point.preset={name!r}: must be one of '
+                         f'{", ".join(PRESET_NAMES)}')
     return OPERATING_POINTS[key]
+
+
+def canonical_preset_name(name: str) -> str:
+    """'evs5' -> 'EVS05', 'adaptive' -> 'ADAPTIVE' (unknown names upper-cased, unchecked)."""
+    key = str(name).strip().upper()
+    if key.startswith('EVS') and key[3:].isdigit():
+        key = f'EVS{int(key[3:]):02d}'
+    return key
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Segmentation network and Refiner.
+    """Segmentation network and Refiner (read at start-up).
 
-    ``backend`` is one SPEC string used everywhere: ``icnet:PATH``, ``torchscript:PATH``,
-    ``onnx:PATH`` or ``python:MODULE:FACTORY``; ``icnet:default`` is the shipped weights.
-    ``refiner`` is a checkpoint path, ``'default'`` (shipped) or ``''`` (no Refiner: R acts as
-    off).
+    ``backend`` is one SPEC string used everywhere: ``icnet:PATH``, ``hf:MODEL``,
+    ``weights:NAME``, ``torchscript:PATH``, ``onnx:PATH`` or ``python:MODULE:FACTORY``;
+    ``icnet:default`` is the shipped weights. ``refiner`` is a checkpoint path, ``'default'``
+    (shipped) or ``''`` (no Refiner: R acts as off).
     """
 
-    backend: str = 'icnet:default'
-    refiner: str = 'default'
-    device: str = 'auto'
-    fp16: bool = False
-    palette_file: str = ''
-    """YAML/JSON with ``names`` and ``colors`` (RGB); empty = Cityscapes 19 classes."""
+    backend: str = setting('icnet:default', 'network SPEC: icnet:PATH|default, hf:MODEL, '
+                           'weights:NAME, torchscript:PATH, onnx:PATH, python:MODULE:FACTORY',
+                           restart=True)
+    refiner: str = setting('default', 'Refiner checkpoint, default (shipped) or empty for none',
+                           restart=True)
+    device: str = setting('auto', 'auto, cpu or cuda', choices=DEVICES, restart=True)
+    fp16: bool = setting(False, 'half precision on CUDA', restart=True)
+    palette_file: str = setting('', 'YAML/JSON with class names and RGB colours (empty = the '
+                                "network's classes: Cityscapes colours or generated ones)",
+                                restart=True)
 
     def __post_init__(self):
-        _check(':' in self.backend, f'model.backend={self.backend!r} is not a SPEC like '
-               'icnet:PATH, torchscript:PATH, onnx:PATH or python:MODULE:FACTORY')
-        _check_choice('model.device', self.device, DEVICES)
+        validate_fields('model', self)
+        _check(':' in self.backend, f'model.backend={self.backend!r}: must be a SPEC like '
+               'icnet:PATH, hf:MODEL, weights:NAME, onnx:PATH or python:MODULE:FACTORY')
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Real-time runtime: two workers (flow on CPU, inference on the accelerator), paper §3.1."""
 
-    flow_threads: int = 1
-    """OpenCV threads of the flow worker (cv2.setNumThreads)."""
-    inference_threads: int = 1
-    """torch intra-op threads of the inference worker (torch.set_num_threads)."""
-    input_queue_size: int = 1
-    """Latest-frame buffer length: older unprocessed frames are dropped and counted."""
+    flow_threads: int = setting(1, 'OpenCV threads of the flow worker (cv2.setNumThreads)',
+                                (1, 64), restart=True)
+    inference_threads: int = setting(1, 'torch intra-op threads of the inference worker',
+                                     (1, 64), restart=True)
+    input_queue_size: int = setting(1, 'latest-frame buffer length: older unprocessed frames are '
+                                    'dropped and counted', (1, 64), restart=True)
 
     def __post_init__(self):
-        _check(1 <= self.flow_threads <= 64, 'runtime.flow_threads must be in [1, 64]')
-        _check(1 <= self.inference_threads <= 64, 'runtime.inference_threads must be in [1, 64]')
-        _check(1 <= self.input_queue_size <= 64, 'runtime.input_queue_size must be in [1, 64]')
+        validate_fields('runtime', self)
 
 
 @dataclass(frozen=True)
 class PublishConfig:
     """Which ROS outputs are produced and with which QoS (ROS node only)."""
 
-    labels: bool = True
-    labels_color: bool = True
-    overlay: bool = True
-    inconsistency_mask: bool = True
-    status: bool = True
-    diagnostics: bool = True
-    overlay_alpha: float = 0.5
-    qos_reliability: str = 'best_effort'
-    """Reliability of the output publishers."""
-    qos_depth: int = 1
-    input_qos_reliability: str = 'best_effort'
-    """Reliability of the image subscription. best_effort (sensor data) receives from both
-    best-effort and reliable camera drivers; reliable receives only from reliable ones."""
-    subscribe_compressed: bool = False
+    labels: bool = setting(True, 'publish labels (mono8 class ids)')
+    labels_color: bool = setting(True, 'publish labels_color (rgb8)')
+    overlay: bool = setting(True, 'publish overlay (rgb8 image blended with colours)')
+    inconsistency_mask: bool = setting(True, 'publish inconsistency_mask (mono8, IAM)')
+    status: bool = setting(True, 'publish status (evs_ros/FrameStatus, per frame)')
+    diagnostics: bool = setting(True, 'publish /diagnostics summaries')
+    overlay_alpha: float = setting(0.5, 'weight of the colours in the overlay', (0.0, 1.0))
+    qos_reliability: str = setting('reliable', 'outputs: reliable (REP-2003: serves reliable and '
+                                   'best-effort subscribers) or best_effort',
+                                   choices=QOS_RELIABILITY, restart=True)
+    qos_depth: int = setting(1, 'history depth of subscriptions and publishers', (1, 100),
+                             restart=True)
+    input_qos_reliability: str = setting(
+        'best_effort', 'image subscription: best_effort (sensor data, matches any camera driver) '
+        'or reliable', choices=QOS_RELIABILITY, restart=True)
+    subscribe_compressed: bool = setting(False, 'also subscribe image/compressed', restart=True)
 
     def __post_init__(self):
-        _check(0.0 <= self.overlay_alpha <= 1.0, 'publish.overlay_alpha must be in [0, 1]')
-        _check_choice('publish.qos_reliability', self.qos_reliability, QOS_RELIABILITY)
-        _check_choice('publish.input_qos_reliability', self.input_qos_reliability,
-                      QOS_RELIABILITY)
-        _check(1 <= self.qos_depth <= 100, 'publish.qos_depth must be in [1, 100]')
+        validate_fields('publish', self)
 
 
 @dataclass(frozen=True)
@@ -268,7 +303,7 @@ def config_from_flat(values: Mapping[str, Any], base: EvsConfig = None) -> EvsCo
         if current is None or key not in {f.name for f in fields(current)}:
             raise ValueError(f'unknown setting {name!r}; known: '
                              f'{", ".join(sorted(to_flat(EvsConfig())))}')
-        grouped.setdefault(section, {})[key] = _coerce(current, key, value)
+        grouped.setdefault(section, {})[key] = _coerce(name, getattr(current, key), value)
     changes = {s: replace(getattr(config, s), **kv) for s, kv in grouped.items()}
     return replace(config, **changes)
 
@@ -276,23 +311,39 @@ def config_from_flat(values: Mapping[str, Any], base: EvsConfig = None) -> EvsCo
 _SECTION_NAMES = ('operating_point', 'flow', 'iam', 'model', 'runtime', 'publish')
 
 
-def _coerce(section_obj, key: str, value: Any) -> Any:
-    """Convert YAML/CLI values to the field's type (int 1 -> 1.0 for floats, 'true' -> True)."""
-    default = getattr(section_obj, key)
-    if isinstance(default, bool):
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered not in ('true', 'false', '1', '0', 'yes', 'no', 'on', 'off'):
-                raise ValueError(f'{key}={value!r} is not a boolean')
-            return lowered in ('true', '1', 'yes', 'on')
-        return bool(value)
-    if isinstance(default, float):
-        return float(value)
-    if isinstance(default, int):
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f'{key}={value!r} must be an integer')
-        return int(value)
-    return str(value)
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    """Convert YAML/CLI values to the type of ``default`` (1 -> 1.0 for floats, 'on' -> True);
+    ValueError naming the setting otherwise."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            return _to_bool(value)
+        if kind is float and not isinstance(value, bool):
+            return float(value)
+        if kind is int and not isinstance(value, bool) and float(value).is_integer():
+            return int(float(value))
+        if kind is str and isinstance(value, str):
+            return value
+    except (TypeError, ValueError):
+        pass
+    allowed = allowed_text(PARAMETER_INFO[name])
+    if kind is str and allowed:
+        raise ValueError(f'{name}={value!r}: must be {allowed}')
+    raise ValueError(f'{name}={value!r}: must be {_TYPE_NAMES[kind]}'
+                     f'{" " + allowed if allowed else ""}')
+
+
+_TYPE_NAMES = {bool: 'true or false', float: 'a number', int: 'an integer', str: 'a string'}
+_TRUE, _FALSE = ('true', '1', 'yes', 'on'), ('false', '0', 'no', 'off')
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered not in _TRUE + _FALSE:
+        raise ValueError(value)
+    return lowered in _TRUE
 
 
 def load_yaml(path: str, node_name: str = 'evs_node') -> EvsConfig:
@@ -324,59 +375,10 @@ def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
     return flat
 
 
-# Human-readable description and allowed range of every dotted setting: the ROS parameter
-# descriptors, the CLI help and the docs all read this table. Ranges mirror __post_init__ checks.
-PARAMETER_INFO: Dict[str, tuple] = {
-    'operating_point.name': ('name reported in status (set by the preset)', None),
-    'operating_point.downscale': ('D: scale of the frame fed to the network', (0.1, 1.0)),
-    'operating_point.keyframe_interval': ('S: run the network every S-th frame', (1, 1000)),
-    'operating_point.warp': ('W: propagate labels with optical flow (off = hold)', None),
-    'operating_point.refine': ('R: repair propagated frames with IAM + Refiner', None),
-    'operating_point.adaptive': ('keyframe when IAM inconsistency exceeds the threshold', None),
-    'operating_point.adaptive_threshold': ('adaptive: inconsistent fraction, summed since the '
-                                           'keyframe, that forces a new one', (0.0, 1.0)),
-    'operating_point.max_keyframe_interval': ('adaptive: S_max, longest run without a keyframe',
-                                              (1, 1000)),
-    'flow.method': ('dis (paper) or farneback (paper Fig. 6 comparison)', None),
-    'flow.dis_preset': ('ultrafast (paper), fast, medium or custom', None),
-    'flow.finest_scale': ('DIS custom: finest pyramid scale', (0, 10)),
-    'flow.patch_size': ('DIS custom: patch size in pixels', (2, 64)),
-    'flow.patch_stride': ('DIS custom: patch stride in pixels', (1, 64)),
-    'flow.gd_iterations': ('DIS custom: gradient-descent iterations', (1, 1000)),
-    'flow.variational_refinement_iterations': ('DIS custom: variational refinement iterations '
-                                               '(0 = off)', (0, 100)),
-    'flow.scale': ('compute flow on frames resized by this factor', (0.05, 1.0)),
-    'iam.dilation_px': ('IAM: dilation radius of the inconsistency mask', (0, 64)),
-    'iam.smoothing_px': ('IAM: box-blur size after dilation (odd)', (1, 63)),
-    'iam.backward_flow': ('IAM: negated (no extra flow) or dis (exact backward flow)', None),
-    'model.backend': ('network SPEC: icnet:PATH|default, torchscript:PATH, onnx:PATH, '
-                      'python:MODULE:FACTORY', None),
-    'model.refiner': ('Refiner checkpoint, default (shipped) or empty for none', None),
-    'model.device': ('auto, cpu or cuda', None),
-    'model.fp16': ('half precision on CUDA', None),
-    'model.palette_file': ('YAML/JSON with class names and RGB colours (empty = Cityscapes)',
-                           None),
-    'runtime.flow_threads': ('OpenCV threads of the flow worker', (1, 64)),
-    'runtime.inference_threads': ('torch threads of the inference worker', (1, 64)),
-    'runtime.input_queue_size': ('latest-frame buffer length (older frames are dropped)',
-                                 (1, 64)),
-    'publish.labels': ('publish labels (mono8 trainIds)', None),
-    'publish.labels_color': ('publish labels_color (rgb8)', None),
-    'publish.overlay': ('publish overlay (rgb8 image blended with colours)', None),
-    'publish.inconsistency_mask': ('publish inconsistency_mask (mono8, IAM)', None),
-    'publish.status': ('publish status (evs_ros/FrameStatus, per frame)', None),
-    'publish.diagnostics': ('publish /diagnostics summaries', None),
-    'publish.overlay_alpha': ('weight of the colours in the overlay', (0.0, 1.0)),
-    'publish.qos_reliability': ('outputs: best_effort (sensor data) or reliable', None),
-    'publish.input_qos_reliability': ('image subscription: best_effort (sensor data, matches '
-                                      'any camera driver) or reliable', None),
-    'publish.qos_depth': ('history depth of subscriptions and publishers', (1, 100)),
-    'publish.subscribe_compressed': ('also subscribe image/compressed', None),
-}
+PARAMETER_INFO: Dict[str, ParameterInfo] = {
+    f'{section.name}.{item.name}': item.metadata['info']
+    for section in fields(EvsConfig) for item in fields(section.type)}
+"""Every dotted setting's :class:`ParameterInfo`, from the dataclass fields (the one place)."""
 
-# Settings that need a restart of the node (they rebuild models or subscriptions).
-RESTART_REQUIRED = frozenset(
-    name for name in PARAMETER_INFO
-    if name.startswith(('model.', 'runtime.'))
-    or name in ('publish.qos_reliability', 'publish.qos_depth', 'publish.input_qos_reliability',
-                'publish.subscribe_compressed'))
+RESTART_REQUIRED = frozenset(name for name, info in PARAMETER_INFO.items() if info.restart)
+"""Settings that need a restart of the node (they rebuild models, threads or subscriptions)."""

@@ -17,12 +17,10 @@ from evs_ros.data.cityscapes import write_snippet
 from evs_ros.data.labels import CLASS_NAMES, IGNORE
 from evs_ros.data.synth import SynthConfig, render_snippet
 from evs_ros.models.base import Prediction
-from evs_ros.pipeline.evaluation import (
-    EvalSnippet, cityscapes_snippets, evaluate, table1,
-)
+from evs_ros.evaluation import EvalSnippet, cityscapes_snippets, evaluate, table1
 from evs_ros.pipeline.pipeline import downscale_image
 from evs_ros.pipeline.scheduler import effective_interval
-from evs_ros.tools.evaluate import parse_operating_points
+from evs_ros.tools.common import parse_operating_points
 
 SIZE_WH = (192, 96)
 SEED = 2_000_003
@@ -160,7 +158,7 @@ def test_parse_operating_points_sweeps_the_adaptive_threshold():
     assert [op.adaptive_threshold for op in swept] == [0.03, 0.05, 0.01]
     assert all(op.adaptive for op in swept)
     for text, reason in (('EVS05@0.03', 'adaptive'), ('ADAPTIVE@high', 'not a number'),
-                         ('ADAPTIVE@2', 'fraction')):
+                         ('ADAPTIVE@2', r'adaptive_threshold=2.0: must be in \[0.0, 1.0\]')):
         with pytest.raises(ValueError, match=reason):
             parse_operating_points([text])
 

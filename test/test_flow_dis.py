@@ -10,7 +10,7 @@ import pytest
 
 from evs_ros.config import FlowConfig
 from evs_ros.flow import FlowEstimator, create_dis, dis_parameters, to_gray, warp_labels
-from evs_ros.tools.sample_clips import ensure_bikes_clip, read_frames
+from evs_ros.data.sample_clips import ensure_bikes_clip, read_frames
 
 SHIFT_X, SHIFT_Y = 5.0, -3.0  # content moves by this from the previous to the current frame
 PAPER_DIS = dict(finest_scale=2, patch_size=8, patch_stride=4, gd_iterations=12,

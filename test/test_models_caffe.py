@@ -193,8 +193,8 @@ def test_truncated_and_garbage_files_give_clear_errors(tmp_path, reference, caps
     truncated = _write(tmp_path, payload[:math.floor(len(payload) * 0.6)], 'cut.caffemodel')
     with pytest.raises(CaffeFormatError, match='truncated'):
         load_caffemodel(truncated)
-    assert evs_main(['convert', 'caffe', truncated, str(tmp_path / 'x.pt')]) == 1
-    assert 'truncated' in capsys.readouterr().out
+    assert evs_main(['convert', 'caffe', truncated, str(tmp_path / 'x.pt')]) == 2
+    assert 'truncated' in capsys.readouterr().err
     garbage = _write(tmp_path, b'\x00\x01not a caffemodel', 'junk.caffemodel')
     with pytest.raises(CaffeFormatError):
         load_caffemodel(garbage)

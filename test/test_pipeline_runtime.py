@@ -186,7 +186,7 @@ def test_set_config_switches_flow_and_exact_backward_iam_without_errors():
         assert stream.submit(tagged_frame(base, index), stamp_ns=100 + index)
     assert stream.drain(TIMEOUT_S)
     assert len(out.results) == 8 and stream.stats()['errors'] == 0
-    assert not isinstance(stream._flow, ShiftFlow)  # a DIS estimator with the new preset
+    assert not isinstance(stream._stepper._flow, ShiftFlow)  # a DIS estimator with the new preset
     assert all(0.0 <= r.info.inconsistent_fraction <= 1.0 for r in out.results[3:])
     close_all(stream, worker)
 

@@ -67,17 +67,17 @@ def test_unsubscribed_outputs_are_skipped_and_diagnostics_count_them(harness):
     def counted():
         array = recorder.latest()
         return array is not None and \
-            recorder.values(array, 'evs_node: front').get('published_labels') == '5'
+            recorder.values(array, '/evs_node: front').get('published_labels') == '5'
     assert node.player.wait_for(counted, 10), recorder.latest()
     array = recorder.latest()
-    assert sorted(s.name for s in array.status) == ['evs_node: front', 'evs_node: rear']
-    front = recorder.values(array, 'evs_node: front')
+    assert sorted(s.name for s in array.status) == ['/evs_node: front', '/evs_node: rear']
+    front = recorder.values(array, '/evs_node: front')
     assert {k: front[k] for k in ('published_labels', 'published_labels_color',
                                   'published_overlay', 'published_inconsistency_mask')} == \
         {'published_labels': '5', 'published_labels_color': '0', 'published_overlay': '0',
          'published_inconsistency_mask': '0'}
     assert front['frames_out'] == '5' and front['operating_point'] == 'EVS05'
-    rear = recorder.values(array, 'evs_node: rear')
+    rear = recorder.values(array, '/evs_node: rear')
     assert rear['published_labels'] == '0' and rear['frames_in'] == '0'
     count = len(recorder.arrays)
     assert node.player.wait_for(lambda: len(recorder.arrays) >= count + 2, 5)

@@ -121,7 +121,7 @@ def test_warp_and_refine_switch_on_and_off_mid_stream(node, tmp_path):
     assert [s.frames_since_keyframe for s in held] == [3, 4, 5]
     assert {s.operating_point for s in held} == {'EVS10+custom'}
     refused = params.set(operating_point__refine=True)[0]
-    assert not refused.successful and 'needs warp' in refused.reason
+    assert not refused.successful and 'needs operating_point.warp=True' in refused.reason
     assert all(r.successful for r in params.set(operating_point__warp=True))
     rewarped = play(harness, 6, 3)[1:]  # the first frame after W on has no previous gray yet
     assert all(s.flow_ms > 0 for s in rewarped)
@@ -145,13 +145,14 @@ def test_flow_and_iam_settings_change_at_run_time(node):
 
 
 BAD_CHANGES = [
-    ({'operating_point__preset': 'EVS99'}, 'unknown operating point'),
+    ({'operating_point__preset': 'EVS99'}, "preset='EVS99': must be one of EVS01"),
     ({'operating_point__keyframe_interval': 0}, 'keyframe_interval'),
     ({'operating_point__downscale': 1.5}, 'downscale'),
     ({'flow__scale': 0.0}, 'flow.scale'),
     ({'model__backend': 'python:other:make'}, 'read-only'),
     ({'cameras': ['front']}, 'read-only'),
-    ({'flow__method': 'magic'}, 'flow.method'),
+    ({'flow__method': 'magic'}, "flow.method='magic': must be one of dis, farneback"),
+    ({'runtime__flow_threads': -1}, 'read-only'),
 ]
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from evs_ros.tools.sample_clips import BIKES_ENV_VAR, ensure_bikes_clip, read_frames
+from evs_ros.data.sample_clips import BIKES_ENV_VAR, ensure_bikes_clip, read_frames
 
 
 def test_env_var_wins_and_must_exist(tmp_path, monkeypatch):

@@ -10,8 +10,8 @@ import torch
 
 from evs_ros.config import operating_point
 from evs_ros.models.backends import DEFAULT_REFINER, load_backend, load_refiner
-from evs_ros.pipeline.evaluation import evaluate, synthetic_snippets
-from evs_ros.tools.synth import snippet_seed
+from evs_ros.evaluation import evaluate, synthetic_snippets
+from evs_ros.data.synth import snippet_seed
 
 torch.set_num_threads(1)
 

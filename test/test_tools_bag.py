@@ -282,4 +282,4 @@ def test_cli_reports_errors_with_exit_code(tmp_path, capsys):
     write_input_bag(tmp_path / 'in')
     code = cli.main(['bag', str(tmp_path / 'in'), str(tmp_path / 'out'), '--image-topic', '/x',
                      '--backend', 'python:fake_models:make_model', '--refiner', ''])
-    assert code == 1 and "image topic '/x' is not in the bag" in capsys.readouterr().err
+    assert code == 2 and "image topic '/x' is not in the bag" in capsys.readouterr().err

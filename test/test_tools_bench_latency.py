@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from evs_ros.tools import bench_latency
+from evs_ros.tools import bench_latency, common
 
 
 def test_parsers_accept_the_documented_forms_and_explain_typos():
-    assert bench_latency.parse_resolutions('1024x512, 2048X1024') == [(1024, 512), (2048, 1024)]
+    assert common.parse_sizes('1024x512, 2048X1024') == [(1024, 512), (2048, 1024)]
     assert bench_latency.parse_rates('17,max') == [17.0, None]
-    with pytest.raises(ValueError, match='WxH'):
-        bench_latency.parse_resolutions('1024*512')
+    with pytest.raises(ValueError, match='is not WIDTHxHEIGHT'):
+        common.parse_sizes('1024*512')
     with pytest.raises(ValueError, match='> 0 or max'):
         bench_latency.parse_rates('0')
 

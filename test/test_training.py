@@ -9,10 +9,10 @@ import torch
 from evs_ros.data.cityscapes import write_snippet
 from evs_ros.models import load_backend, load_refiner
 from evs_ros.models.checkpoint import load_checkpoint
-from evs_ros.models.icnet import ICNet
-from evs_ros.models.training import (CASCADE_WEIGHTS, cascade_loss, masked_segmentation_loss,
+from evs_ros.models.icnet import ICNet, IcnetModel
+from evs_ros.training.data import RefinerPairs
+from evs_ros.training.losses import (CASCADE_WEIGHTS, cascade_loss, masked_segmentation_loss,
                                      segmentation_loss)
-from evs_ros.models.training_data import RefinerPairs
 from evs_ros.tools.cli import main as evs_main
 
 torch.set_num_threads(1)
@@ -92,7 +92,7 @@ def test_train_icnet_resume_and_load(dataset_root, tmp_path):
 def test_refiner_pairs_and_training(dataset_root, tmp_path):
     torch.manual_seed(0)
     icnet = ICNet(num_classes=19, width_mult=0.25).eval()
-    pairs = RefinerPairs(dataset_root, 'train', (48, 96), icnet, max_gap=3)
+    pairs = RefinerPairs(dataset_root, 'train', (48, 96), IcnetModel(icnet, 'cpu'), max_gap=3)
     assert len(pairs) == 3  # labelled frames 1..3 have a predecessor
     data, probs, features, mask, labels = pairs[2]
     assert data.shape == (3, 48, 96) and labels.shape == (48, 96)

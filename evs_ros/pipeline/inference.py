@@ -212,3 +212,45 @@ class InferenceWorker:
                 LOGGER.error('%s inference failed for frame %d: %s: %s', request.kind,
                              request.frame_seq, type(request.error).__name__, request.error,
                              exc_info=request.error)
+
+
+class InlineInference:
+    """Runs every request at once in the calling thread: the synchronous pipeline's inference.
+
+    Same interface as :class:`InferenceWorker`, so the one per-frame stepper serves both the
+    synchronous pipeline and the runtime (where it also gives the parity test's reference).
+
+    Args:
+        model: a :class:`~evs_ros.models.base.SegmentationModel`.
+        refiner: a :class:`~evs_ros.models.base.RefinerModel`, or None.
+        raise_errors: re-raise a model's exception to the caller (the synchronous pipeline);
+            otherwise the request completes with ``error`` set, like the worker's.
+    """
+
+    def __init__(self, model, refiner=None, raise_errors: bool = True):
+        self.model = model
+        self.refiner = refiner
+        self.raise_errors = raise_errors
+        self._keys = itertools.count()
+        self.closed = False
+
+    def register(self) -> int:
+        """Return a new stream key."""
+        return next(self._keys)
+
+    def unregister(self, key: int) -> None:
+        """Nothing is ever queued: nothing to drop."""
+
+    def submit(self, key: int, kind: str, frame_seq: int,
+               work: Callable[[], Any]) -> InferenceRequest:
+        """Run ``work`` now and return the completed request."""
+        request = InferenceRequest(kind, frame_seq, work)
+        request.run()
+        if request.error is not None and self.raise_errors:
+            raise request.error
+        return request
+
+    def close(self, timeout_s: float = 0.0) -> bool:
+        """Nothing runs in the background: always True."""
+        self.closed = True
+        return True

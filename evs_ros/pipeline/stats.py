@@ -3,7 +3,7 @@
 import collections
 import math
 import threading
-from typing import Dict
+from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -48,7 +48,18 @@ class StreamStats:
             stats: Dict[str, float] = dict(self._counts)
             samples = {key: list(values) for key, values in self._samples.items()}
         for key, values in samples.items():
-            for percent in (50, 99):
-                stats[f'{key}_p{percent}'] = (float(np.percentile(values, percent))
-                                              if values else math.nan)
+            for name, value in percentiles(values, digits=None, empty=math.nan).items():
+                stats[f'{key}_{name}'] = value
         return stats
+
+
+def percentiles(values: Iterable[float], quantiles: Sequence[float] = (50, 99),
+                digits: Optional[int] = 3, empty=None) -> Dict[str, Optional[float]]:
+    """``{'p50': ..., 'p99': ...}`` of ``values`` (rounded to ``digits``); ``empty`` for each
+    when there is no value. The one percentile summary of every report and diagnostic."""
+    array = np.asarray(list(values), np.float64)
+    if array.size == 0:
+        return {f'p{q:g}': empty for q in quantiles}
+    result = np.percentile(array, list(quantiles))
+    return {f'p{q:g}': float(v) if digits is None else round(float(v), digits)
+            for q, v in zip(quantiles, result)}

@@ -27,6 +27,7 @@ from evs_ros.data.rosbag_io import (
     COMPRESSED_IMAGE_MSGTYPE, IMAGE_MSGTYPE, BagError, BagReader, BagWriter)
 from evs_ros.data.image_messages import (
     ImageConversionError, compressed_msg_to_bgr, image_msg_to_bgr, stamp_to_ns)
+from evs_ros.tools import common
 
 # (image_bgr uint8 (H, W, 3), stamp_ns) -> (labels uint8 (H, W), mask uint8 (H, W) or None)
 ProcessFrame = Callable[[np.ndarray, int], Tuple[np.ndarray, Optional[np.ndarray]]]
@@ -184,68 +185,35 @@ def add_arguments(parser) -> None:
     parser.add_argument('output', type=Path, help='output bag directory (must not exist)')
     parser.add_argument('--image-topic', default='/camera/image',
                         help='sensor_msgs/Image or CompressedImage topic (default: %(default)s)')
-    parser.add_argument('--operating-point', default=None,
-                        help='preset EVS01..EVS14, ADAPTIVE or PERFRAME (default: EVS05 or the '
-                             'params file)')
-    parser.add_argument('--backend', default=None,
-                        help='segmentation SPEC, e.g. icnet:PATH, onnx:PATH (default: '
-                             'icnet:default or the params file)')
-    parser.add_argument('--refiner', default=None,
-                        help="Refiner checkpoint, 'default' or '' for none")
-    parser.add_argument('--device', default=None, help='auto, cpu or cuda')
-    parser.add_argument('--params', default=None,
-                        help='ROS params YAML (config/evs.yaml layout) to start from')
+    common.add_config_arguments(parser, threads=False)
     parser.add_argument('--storage', choices=sorted(rosbag_io.STORAGE_PLUGINS), default=None,
                         help='output storage (default: same as the input)')
 
 
-def build_config(args):
-    """Return the EvsConfig of the command line: params file, then explicit options."""
-    from dataclasses import replace
-
-    from evs_ros.config import EvsConfig, load_yaml, operating_point
-    config = load_yaml(args.params) if args.params else EvsConfig()
-    if args.operating_point:
-        config = replace(config, operating_point=operating_point(args.operating_point))
-    model_overrides = {key: value for key, value in (
-        ('backend', args.backend), ('refiner', args.refiner), ('device', args.device))
-        if value is not None}
-    return replace(config, model=replace(config.model, **model_overrides))
-
-
-def build_process_frame(config) -> ProcessFrame:
-    """Load the network and Refiner and return a :data:`ProcessFrame` over an EvsPipeline."""
-    from evs_ros.models.backends import load_backend, load_refiner
+def build_process_frame(config) -> Tuple[ProcessFrame, Colorize]:
+    """Load the models; return a :data:`ProcessFrame` over an EvsPipeline and its colouring."""
+    from evs_ros.data.labels import Visualizer
+    from evs_ros.models.loading import load_models
     from evs_ros.pipeline.pipeline import EvsPipeline
-    model = load_backend(config.model.backend, config.model.device, config.model.fp16)
-    refiner = load_refiner(config.model.refiner, config.model.device, config.model.fp16)
+    model, refiner = load_models(config.model)
     pipeline = EvsPipeline(config, model, refiner)
 
     def process_frame(image_bgr: np.ndarray, stamp_ns: int):
         result = pipeline.process(image_bgr, stamp_ns)
         return result.labels, result.mask
 
-    return process_frame
-
-
-def _colorize_for(config) -> Colorize:
-    from evs_ros.data.labels import colorize, load_palette, palette_lut
-    if not config.model.palette_file:
-        return colorize
-    lut = palette_lut(load_palette(config.model.palette_file)[1])
-    return lambda labels: colorize(labels, lut)
+    return process_frame, Visualizer.for_model(config, model).colorize
 
 
 def run(args) -> int:
     """Process the bag; print a one-line summary."""
     try:
-        config = build_config(args)
-        process_frame = build_process_frame(config)
+        config = common.build_config(args)
+        process_frame, colorize = build_process_frame(config)
         summary = process_bag(args.input, args.output, args.image_topic, process_frame,
-                              _colorize_for(config), args.storage, _progress)
-    except (BagError, ValueError, FileNotFoundError) as error:
-        print(f'evs bag: error: {error}', file=sys.stderr)
-        return 1
+                              colorize, args.storage, _progress)
+    except (BagError,) + common.USER_ERRORS as error:
+        return common.fail('bag', error)
     rate_hz = summary.frames / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
     print(f'\nevs bag: {summary.frames} frames ({summary.skipped_frames} skipped) at '
           f'{rate_hz:.1f} Hz with {config.operating_point.name}; '

@@ -25,23 +25,23 @@ machine). Stages are timed round-robin. Absolute times only mean something next 
 """
 
 import argparse
-import json
-import os
-import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Callable, Dict, List, Tuple
 
 import cv2
 import numpy as np
 
 from evs_ros.config import FlowConfig, IamConfig
+from evs_ros.data.synth import panning_frames
 from evs_ros.flow import FlowEstimator, resize_flow, to_gray, warp_dense, warp_labels
 from evs_ros.flow import warp as warp_module
-from evs_ros.flow.realtime import tune_allocator
+from evs_ros.pipeline.allocator import tune_allocator
 from evs_ros.pipeline.iam import compute_iam
 from evs_ros.pipeline.state import PropagationState, aligned_probs
 from evs_ros.pipeline.state import propagate as state_propagate
+from evs_ros.pipeline.stats import percentiles
+from evs_ros.tools import common
 
 TARGET_RATIO = 1.3
 NUM_CLASSES = 19
@@ -62,29 +62,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--warmup', type=int, default=3, help='untimed iterations per stage')
     parser.add_argument('--farneback-iterations', type=int, default=5,
                         help='timed Farneback calls (slow; 0 = skip)')
-    parser.add_argument('--preset', default='ultrafast', choices=('ultrafast', 'fast', 'medium'),
-                        help='DIS preset (default: %(default)s, the paper setting)')
+    parser.add_argument('--preset', choices=('ultrafast', 'fast', 'medium'),
+                        help='DIS preset (shortcut for flow.dis_preset; default ultrafast, the '
+                             'paper setting)')
     parser.add_argument('--no-tune-allocator', dest='tune_allocator', action='store_false',
-                        help='keep glibc malloc defaults (see evs_ros.flow.realtime)')
+                        help='keep glibc malloc defaults (see evs_ros.pipeline.allocator)')
+    common.add_config_arguments(parser, operating_point_flag=False, threads=False, model=False)
     parser.add_argument('--prob-downscale', type=int, default=4,
                         help='probability / IAM resolution = frame / this (default: %(default)s)')
 
 
-def _parse_resolutions(text: str) -> List[Tuple[int, int]]:
-    sizes = []
-    for item in text.split(','):
-        width, _, height = item.strip().lower().partition('x')
-        if not (width.isdigit() and height.isdigit()):
-            raise ValueError(f'resolution {item!r} is not WIDTHxHEIGHT, e.g. 2048x1024')
-        sizes.append((int(width), int(height)))
-    return sizes
-
-
 def _stats(times_ms: List[float]) -> Dict[str, float]:
     values = np.asarray(times_ms)
-    return {'min': round(float(values.min()), 4),
-            'median': round(float(np.median(values)), 4),
-            'p90': round(float(np.percentile(values, 90)), 4),
+    summary = percentiles(values, (0, 50, 90), digits=4)
+    return {'min': summary['p0'], 'median': summary['p50'], 'p90': summary['p90'],
             'mean': round(float(values.mean()), 4), 'n': int(values.size)}
 
 
@@ -107,26 +98,9 @@ def _time_interleaved(stages: Dict[str, Callable[[int], object]], iterations: in
     return times_ms
 
 
-def synthetic_frames(size_wh: Tuple[int, int], count: int, seed: int = 0) -> List[np.ndarray]:
-    """Gray uint8 frames of a texture panning 3 px/frame with a square moving 6 px/frame."""
-    width, height = size_wh
-    rng = np.random.default_rng(seed)
-    canvas = cv2.GaussianBlur((rng.random((height + 4 * count, width + 4 * count)) * 255)
-                              .astype(np.uint8), (0, 0), 2.0)
-    side = max(8, min(width, height) // 4)
-    square = cv2.GaussianBlur((rng.random((side, side)) * 255).astype(np.uint8), (0, 0), 1.0)
-    frames = []
-    for index in range(count):
-        frame = canvas[index:index + height, 3 * index:3 * index + width].copy()
-        left = (width // 4 + 6 * index) % max(1, width - side)
-        frame[height // 3:height // 3 + side, left:left + side] = square
-        frames.append(frame)
-    return frames
-
-
 def real_frames(size_wh: Tuple[int, int], count: int) -> List[np.ndarray]:
     """Gray uint8 frames of bikes.mp4 resized to ``size_wh`` (fetched once, see sample_clips)."""
-    from evs_ros.tools.sample_clips import ensure_bikes_clip, read_frames
+    from evs_ros.data.sample_clips import ensure_bikes_clip, read_frames
     return [to_gray(frame) for frame in read_frames(ensure_bikes_clip(), count, size_wh)]
 
 
@@ -192,25 +166,6 @@ def bench_one(frames: List[np.ndarray], args, flow_config: FlowConfig,
     return entry
 
 
-def hardware_info(threads: int) -> Dict[str, object]:
-    """CPU model, core count and library versions, to read the absolute times against."""
-    cpu_model = platform.processor() or 'unknown'
-    try:
-        with open('/proc/cpuinfo') as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith('model name'):
-                    cpu_model = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {'cpu_model': cpu_model, 'logical_cores': os.cpu_count(),
-            'opencv_threads': threads, 'opencv': cv2.__version__, 'numpy': np.__version__,
-            'python': platform.python_version(), 'machine': platform.machine(),
-            'remap_relative_map': bool(warp_module._USE_RELATIVE_MAP),
-            'load_average_1min': round(os.getloadavg()[0], 2) if hasattr(os, 'getloadavg')
-            else None}
-
-
 def _print_table(results: List[Dict[str, object]]) -> None:
     columns = ['dis_ms', 'warp_labels_ms', 'resize_flow_ms', 'warp_probs_ms', 'iam_ms',
                'propagate_ms', 'propagate_refine_ms', 'farneback_ms']
@@ -226,17 +181,24 @@ def _print_table(results: List[Dict[str, object]]) -> None:
 
 def run(args) -> int:
     """Run the benchmark; print a table of medians (ms) and optionally write JSON."""
+    try:
+        config = common.build_config(args)
+        sizes = common.parse_sizes(args.resolutions)
+    except common.USER_ERRORS as error:
+        return common.fail('bench flow', error)
     cv2.setNumThreads(args.threads)
     allocator_tuned = args.tune_allocator and tune_allocator()
-    flow_config = FlowConfig(dis_preset=args.preset)
-    iam_config = IamConfig()
+    flow_config = config.flow
+    if args.preset:
+        flow_config = replace(flow_config, dis_preset=args.preset)
+    iam_config = config.iam
     frame_count = min(args.iterations, 9) + 1  # 9 frame pairs, cycled; 16 MB of flow each
-    loaders = {'real': real_frames, 'synthetic': synthetic_frames}
+    loaders = {'real': real_frames, 'synthetic': panning_frames}
     results = []
     for source in [s.strip() for s in args.sources.split(',') if s.strip()]:
         if source not in loaders:
             raise ValueError(f'unknown source {source!r}; use real and/or synthetic')
-        for size_wh in _parse_resolutions(args.resolutions):
+        for size_wh in sizes:
             entry = bench_one(loaders[source](size_wh, frame_count), args, flow_config,
                               iam_config)
             results.append({'source': source, **entry})
@@ -245,12 +207,12 @@ def run(args) -> int:
               'flow_config': asdict(flow_config), 'iam_config': asdict(iam_config),
               'flow_parameters': FlowEstimator(flow_config).parameters,
               'allocator_tuned': bool(allocator_tuned),
-              'hardware': hardware_info(args.threads), 'results': results}
+              'hardware': {**common.hardware_info(),
+                           'remap_relative_map': bool(warp_module._USE_RELATIVE_MAP)},
+              'results': results}
     _print_table(results)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as stream:
-            json.dump(report, stream, indent=2)
+        common.write_json(args.json, report)
         print(f'wrote {args.json}')
     return 0
 

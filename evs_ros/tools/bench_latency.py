@@ -20,11 +20,16 @@ to.
 """
 
 import json
+import math
 import os
 import time
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from evs_ros.data.synth import panning_frames
+from evs_ros.pipeline.stats import percentiles
+from evs_ros.tools import common
 
 WARM_UP_FRAMES = 5
 STAMP0_NS = 1_700_000_000_000_000_000
@@ -37,31 +42,18 @@ def add_arguments(parser) -> None:
                         'next to it)')
     parser.add_argument('--resolutions', default='1024x512,2048x1024', help='comma list of WxH')
     parser.add_argument('--operating-points', default='EVS05,EVS07,EVS10',
-                        help='comma list of presets (EVS01..EVS14, ADAPTIVE, PERFRAME)')
+                        help='comma list of presets (EVS01..EVS14, ADAPTIVE, PERFRAME, NAME@T)')
     parser.add_argument('--rates', default='17,max',
                         help="comma list of offered rates in Hz, 'max' = as fast as possible")
     parser.add_argument('--frames', type=int, default=100, help='measured frames per run')
     parser.add_argument('--max-seconds', type=float, default=3.0,
                         help="at rate 'max', keep publishing for at least this long")
-    parser.add_argument('--backend', default='icnet:default', help='network SPEC')
-    parser.add_argument('--refiner', default='', help="Refiner checkpoint, 'default' or '' (none)")
     parser.add_argument('--topics', default='labels,status',
                         help='outputs to subscribe (labels and status are always included)')
-    parser.add_argument('--params-file', default='', help='node parameters (default: installed)')
     parser.add_argument('--domain-id', type=int, default=-1,
                         help='ROS_DOMAIN_ID of the session (default: derived from the pid)')
     parser.add_argument('--log-dir', default='', help='node logs (default: next to --json)')
-
-
-def parse_resolutions(text: str) -> List[Tuple[int, int]]:
-    """'1024x512,2048x1024' -> [(1024, 512), (2048, 1024)] as (width, height)."""
-    sizes = []
-    for item in filter(None, (part.strip() for part in text.split(','))):
-        width, sep, height = item.lower().partition('x')
-        if not sep or not width.isdigit() or not height.isdigit():
-            raise ValueError(f'resolution {item!r} is not WxH, e.g. 1024x512')
-        sizes.append((int(width), int(height)))
-    return sizes
+    common.add_config_arguments(parser, operating_point_flag=False, threads=False)
 
 
 def parse_rates(text: str) -> List[Optional[float]]:
@@ -76,16 +68,15 @@ def parse_rates(text: str) -> List[Optional[float]]:
 
 def bench_frames(size_wh: Tuple[int, int], count: int = 24) -> List[np.ndarray]:
     """BGR uint8 (H, W, 3) frames of a texture panning 3 px per frame (played in a loop)."""
-    from evs_ros.tools.bench_flow import synthetic_frames
-    gray = synthetic_frames(size_wh, count)
+    gray = panning_frames(size_wh, count)
     tint = np.linspace(0, 255, size_wh[0], dtype=np.float32).astype(np.uint8)[None, :]
     return [np.dstack([frame, np.broadcast_to(tint, frame.shape), 255 - frame])
             for frame in gray]
 
 
 def percentile(values, percent: float) -> float:
-    values = np.asarray(list(values), np.float64)
-    return float(np.percentile(values, percent)) if values.size else float('nan')
+    """One percentile of ``values`` (NaN without values)."""
+    return percentiles(values, (percent,), digits=None, empty=math.nan)[f'p{percent:g}']
 
 
 class RatePublisher:
@@ -198,12 +189,13 @@ def subscribed_topics(args) -> List[str]:
 def bench_operating_point(name: str, args, frames_by_size) -> List[Dict[str, object]]:
     """Every resolution x rate for one operating point, in one node process."""
     from evs_ros.ros.session import NodeSession
-    overrides = {'operating_point.preset': name, 'model.backend': args.backend,
-                 'model.refiner': args.refiner or "''"}
+    overrides = {key: value if value != '' else "''"
+                 for key, value in common.explicit_settings(args).items()}
+    overrides['operating_point.preset'] = name
     topics = subscribed_topics(args)
     results = []
     with NodeSession(overrides, os.path.join(args.log_dir, f'node_{name}.log'),
-                     params_file=args.params_file or None, keep_outputs=False, topics=topics,
+                     params_file=args.params, keep_outputs=False, topics=topics,
                      headers_only=True,
                      domain_id=args.domain_id if args.domain_id >= 0 else None) as session:
         player = RatePublisher(session)
@@ -256,23 +248,28 @@ def markdown(summary: Dict[str, object]) -> str:
 
 
 def run(args) -> int:
-    from evs_ros.tools.demo import hardware
-    sizes = parse_resolutions(args.resolutions)
-    parse_rates(args.rates)  # fail early on a typo
+    """Measure every operating point x resolution x rate; write JSON and markdown."""
+    try:
+        sizes = common.parse_sizes(args.resolutions)
+        parse_rates(args.rates)  # fail early on a typo
+        config = common.build_config(args)
+        names = [op.name for op in common.parse_operating_points([args.operating_points])]
+    except common.USER_ERRORS as error:
+        return common.fail('bench latency', error)
     out_dir = os.path.dirname(os.path.abspath(args.json))
     args.log_dir = args.log_dir or out_dir
     os.makedirs(args.log_dir, exist_ok=True)
     frames_by_size = {size: bench_frames(size) for size in sizes}
-    summary = {'backend': args.backend, 'refiner': args.refiner, 'hardware': hardware(),
+    summary = {'backend': config.model.backend, 'refiner': config.model.refiner,
+               'hardware': common.hardware_line(common.hardware_info()),
                'frames': args.frames, 'max_seconds': args.max_seconds,
                'topics': subscribed_topics(args), 'results': []}
     print(markdown_header())
-    for name in filter(None, (n.strip() for n in args.operating_points.split(','))):
+    for name in names:
         summary['results'] += bench_operating_point(name, args, frames_by_size)
-    with open(args.json, 'w', encoding='utf-8') as out:
+    with open(args.json, 'w', encoding='utf-8') as out:  # NaN allowed: a run may miss a stage
         json.dump(summary, out, indent=2)
     md_path = os.path.splitext(args.json)[0] + '.md'
-    with open(md_path, 'w', encoding='utf-8') as out:
-        out.write(markdown(summary))
+    common.write_text(md_path, markdown(summary))
     print(f'wrote {args.json} and {md_path}')
     return 0 if all(r['frames_with_labels'] > 0 for r in summary['results']) else 1

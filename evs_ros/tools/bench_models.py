@@ -1,18 +1,21 @@
-"""CPU/GPU cost of ICNet (full and reduced width) and the Refiner per frame (paper Fig. 5).
+"""``evs bench models``: CPU/GPU cost of the networks per frame (paper Fig. 5).
 
-Random-init networks (weights do not change the cost). Reports the median and p90 latency in ms
-of ``predict`` / ``refine`` (numpy in and out, as the pipeline calls them) for each thread count.
-Usage: ``python -m evs_ros.tools.bench_models --out docs/bench_models.json``.
+ICNet (full and reduced width) and the Refiner. Random-init networks (weights do not change the
+cost). Reports the median and p90 latency in ms of ``predict`` / ``refine`` (numpy in and out, as
+the pipeline calls them) for each thread count. Usage:
+``evs bench models --out docs/bench/models.json``.
 """
 
 import argparse
 import json
-import platform
 import time
 from typing import Dict, List
 
 import numpy as np
 import torch
+
+from evs_ros.pipeline.stats import percentiles
+from evs_ros.tools import common
 
 from evs_ros.models.icnet import ICNet, IcnetModel, output_size
 from evs_ros.models.refiner import RefinerNet, TorchRefiner
@@ -48,14 +51,14 @@ def bench_width(width_mult: float, size_wh, device: str, repeats: int, warmup: i
     refiner_ms = _time_ms(lambda: refiner.refine(image, probs, features), repeats, warmup, cuda)
     row = {'width_mult': width_mult, 'input_wh': [width, height]}
     for name, times in (('icnet', icnet_ms), ('refiner', refiner_ms)):
-        row[f'{name}_ms_median'] = round(float(np.median(times)), 1)
-        row[f'{name}_ms_p90'] = round(float(np.percentile(times, 90)), 1)
+        summary = percentiles(times, (50, 90), digits=1)
+        row[f'{name}_ms_median'], row[f'{name}_ms_p90'] = summary['p50'], summary['p90']
     row['refiner_speedup_vs_icnet'] = round(row['icnet_ms_median'] / row['refiner_ms_median'], 2)
     return row
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``evs bench models``."""
     parser.add_argument('--out', default='bench_models.json')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', default='1,2', help='comma-separated torch thread counts')
@@ -63,24 +66,23 @@ def main(argv=None) -> int:
     parser.add_argument('--sizes', default='1024x512,2048x1024', help='WxH list')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--warmup', type=int, default=1)
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time every thread count x size x width; write JSON."""
+    try:
+        sizes = common.parse_sizes(args.sizes)
+    except common.USER_ERRORS as error:
+        return common.fail('bench models', error)
     rows = []
     for threads in (int(t) for t in args.threads.split(',')):
         torch.set_num_threads(threads)
-        for size in args.sizes.split(','):
-            size_wh = tuple(int(v) for v in size.split('x'))
+        for size_wh in sizes:
             for width_mult in (float(w) for w in args.widths.split(',')):
                 row = bench_width(width_mult, size_wh, args.device, args.repeats, args.warmup)
                 row['threads'] = threads
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    report = {'hardware': {'cpu': platform.processor() or platform.machine(),
-                           'torch': torch.__version__, 'device': args.device},
-              'rows': rows}
-    with open(args.out, 'w') as stream:
-        json.dump(report, stream, indent=2)
+    report = {'hardware': {**common.hardware_info(), 'device': args.device}, 'rows': rows}
+    common.write_json(args.out, report)
     return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

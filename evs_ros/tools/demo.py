@@ -6,31 +6,30 @@ to ``--out``: an overlay video per clip, a contact sheet PNG, ``summary.json`` a
 (per-frame latency percentiles, output Hz, keyframes, drops, and mIoU on the synthetic clip).
 """
 
-import json
+import math
 import os
-import platform
 import time
 from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
 
+from evs_ros.pipeline.stats import percentiles as stage_percentiles
+from evs_ros.tools import common
+
 CLIPS = ('synth', 'bikes')
 
 
 def add_arguments(parser) -> None:
+    """Declare the options of ``evs demo`` (``--params`` is the node's params file)."""
     parser.add_argument('--out', default='out/demo', help='output directory')
-    parser.add_argument('--operating-point', default='EVS05',
-                        help='EVS01..EVS14, ADAPTIVE or PERFRAME (paper Table 2)')
-    parser.add_argument('--backend', default='icnet:default', help='network SPEC')
-    parser.add_argument('--refiner', default='default', help="Refiner checkpoint, 'default' or ''")
+    common.add_config_arguments(parser, threads=False)
     parser.add_argument('--clips', default=','.join(CLIPS), help='comma list of synth,bikes')
     parser.add_argument('--synth-size', default='1024x512', help='WxH of the synthetic clip')
     parser.add_argument('--synth-frames', type=int, default=60)
     parser.add_argument('--bikes-frames', type=int, default=250)
     parser.add_argument('--rate-hz', type=float, default=17.0,
                         help='camera rate (Cityscapes: 17 Hz)')
-    parser.add_argument('--params-file', default='', help='node parameters (default: installed)')
     parser.add_argument('--seed', type=int, default=7, help='seed of the synthetic clip')
 
 
@@ -38,7 +37,7 @@ def load_clip(name: str, args) -> Tuple[List[np.ndarray], List[np.ndarray]]:
     """Frames (BGR uint8) and, for synthetic clips, ground-truth trainIds (else empty)."""
     if name == 'synth':
         from evs_ros.data.synth import SynthConfig, render_snippet
-        width, height = (int(v) for v in args.synth_size.lower().split('x'))
+        width, height = common.parse_size(args.synth_size)
         frames, labels = [], []
         for frame in render_snippet(SynthConfig(width=width, height=height,
                                                 num_frames=args.synth_frames, seed=args.seed)):
@@ -46,17 +45,14 @@ def load_clip(name: str, args) -> Tuple[List[np.ndarray], List[np.ndarray]]:
             labels.append(frame.labels)
         return frames, labels
     if name == 'bikes':
-        from evs_ros.tools.sample_clips import ensure_bikes_clip, read_frames
+        from evs_ros.data.sample_clips import ensure_bikes_clip, read_frames
         return read_frames(ensure_bikes_clip(), args.bikes_frames), []
     raise ValueError(f'unknown clip {name!r}; choose from {", ".join(CLIPS)}')
 
 
 def percentiles(values) -> Dict[str, float]:
-    values = np.asarray(list(values), np.float64)
-    if values.size == 0:
-        return {'p50': float('nan'), 'p90': float('nan'), 'p99': float('nan'), 'max': float('nan')}
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {'p50': float(p50), 'p90': float(p90), 'p99': float(p99), 'max': float(values.max())}
+    """p50, p90, p99 and p100 (the maximum); NaN without values (shown as nan)."""
+    return stage_percentiles(values, (50, 90, 99, 100), digits=None, empty=math.nan)
 
 
 def clip_summary(record, gt_labels: List[np.ndarray]) -> dict:
@@ -150,30 +146,23 @@ def markdown(summary: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def hardware() -> str:
-    model = platform.processor() or 'unknown CPU'
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as info:
-            model = next(line.split(':', 1)[1].strip() for line in info
-                         if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    return f'{model}, {os.cpu_count()} cores'
-
-
 def run(args) -> int:
     from tqdm import tqdm
     from evs_ros.ros.session import NodeSession
+    try:
+        config = common.build_config(args)  # validated here: one line instead of a node log
+        clips = {name: load_clip(name, args) for name in args.clips.split(',') if name}
+    except common.USER_ERRORS as error:
+        return common.fail('demo', error)
     os.makedirs(args.out, exist_ok=True)
-    clips = {name: load_clip(name, args) for name in args.clips.split(',') if name}
-    overrides = {'operating_point.preset': args.operating_point, 'model.backend': args.backend,
-                 'model.refiner': args.refiner or "''"}
-    summary = {'operating_point': args.operating_point, 'backend': args.backend,
-               'hardware': hardware(), 'clips': {}}
+    overrides = {name: value if value != '' else "''"
+                 for name, value in common.explicit_settings(args).items()}
+    summary = {'operating_point': config.operating_point.name, 'backend': config.model.backend,
+               'hardware': common.hardware_line(common.hardware_info()), 'clips': {}}
     rows = []
     total = sum(len(frames) for frames, _ in clips.values())
     with NodeSession(overrides, os.path.join(args.out, 'node.log'),
-                     params_file=args.params_file or None) as session, \
+                     params_file=args.params) as session, \
             tqdm(total=total, desc='frames', unit='f') as bar:
         stamp0_ns = None
         for name, (frames, gt_labels) in clips.items():
@@ -187,12 +176,19 @@ def run(args) -> int:
             rows += sheet_rows(record, frames)
     if rows:
         contact_sheet(os.path.join(args.out, 'contact_sheet.png'), rows)
-    with open(os.path.join(args.out, 'summary.json'), 'w', encoding='utf-8') as out:
-        json.dump(summary, out, indent=2)
-    with open(os.path.join(args.out, 'summary.md'), 'w', encoding='utf-8') as out:
-        out.write(markdown(summary))
+    common.write_json(os.path.join(args.out, 'summary.json'), _finite(summary))
+    common.write_text(os.path.join(args.out, 'summary.md'), markdown(summary))
     print(markdown(summary))
     print(f'wrote {args.out}/: *_overlay.mp4, contact_sheet.png, summary.json, summary.md '
           f'({time.strftime("%H:%M:%S")})')
     # Drops under overload are by design (never a backlog); a clip with no output is a failure.
     return 0 if all(c['frames_with_labels'] > 0 for c in summary['clips'].values()) else 1
+
+
+def _finite(value):
+    """NaN -> None, recursively (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -17,27 +17,22 @@ in ``--out``:
 import argparse
 import math
 import os
-import sys
 import time
 from dataclasses import replace
 from typing import Dict, List
 
 import cv2
-import numpy as np
 
-from evs_ros.config import BASELINE, operating_point
 from evs_ros.pipeline.results import STAGES
-from evs_ros.tools.evaluate import add_network_arguments
+from evs_ros.pipeline.stats import percentiles
+from evs_ros.tools import common
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``evs run``."""
     parser.add_argument('video', help='input video file (anything OpenCV decodes)')
     parser.add_argument('--out', required=True, metavar='DIR', help='output directory')
-    parser.add_argument('--operating-point', default='EVS05', metavar='NAME',
-                        help=f'preset EVS01..EVS14, ADAPTIVE or {BASELINE.name} '
-                             '(default: %(default)s)')
-    add_network_arguments(parser)
+    common.add_config_arguments(parser)
     parser.add_argument('--max-frames', type=int, metavar='N', help='stop after N frames')
     parser.add_argument('--resize', metavar='WxH', help='resize frames before processing')
     parser.add_argument('--no-overlay', dest='overlay', action='store_false',
@@ -57,9 +52,7 @@ def _stage_percentiles(infos) -> Dict[str, Dict[str, float]]:
     for key in STAGES + ('total_ms',):
         values = [getattr(info, key) for info in infos if getattr(info, key) > 0.0]
         if values:
-            stages[key] = {'p50': round(float(np.percentile(values, 50)), 3),
-                           'p99': round(float(np.percentile(values, 99)), 3),
-                           'count': len(values)}
+            stages[key] = {**percentiles(values), 'count': len(values)}
     return stages
 
 
@@ -81,30 +74,28 @@ def summarize(infos: List, wall_s: float, extra: Dict[str, object]) -> Dict[str,
 
 
 def _build_pipeline(args):
+    from evs_ros.models.loading import load_models
     from evs_ros.pipeline.pipeline import EvsPipeline
-    from evs_ros.tools.evaluate import build_config, load_models, set_threads
-    op = operating_point(args.operating_point)
-    config = replace(build_config(args), operating_point=op)
-    model, refiner = load_models(config, op.refine)
+    config = common.build_config(args)
+    model, refiner = load_models(config.model, config.operating_point.refine)
     if refiner is None:  # report what actually runs
         config = replace(config, model=replace(config.model, refiner=''))
-    set_threads(args, config)
-    return EvsPipeline(config, model, refiner), config
+    common.apply_threads(config, args.tune_allocator)
+    return EvsPipeline(config, model, refiner), model, config
 
 
-def process_video(args, pipeline, config) -> Dict[str, object]:
+def process_video(args, pipeline, model, config) -> Dict[str, object]:
     """Run the pipeline over the video, writing labels and the overlay; returns the summary."""
     from tqdm import tqdm
 
+    from evs_ros.data.labels import Visualizer
     from evs_ros.data.video import VideoWriter, iter_video, video_fps
-    from evs_ros.pipeline.visualize import Visualizer
-    from evs_ros.tools.evaluate import parse_resolution
     labels_dir = os.path.join(args.out, 'labels')
     os.makedirs(labels_dir, exist_ok=True)
-    visualizer = Visualizer.from_config(config)
+    visualizer = Visualizer.for_model(config, model)
     overlay_path = os.path.join(args.out, 'overlay.mp4')
     writer = VideoWriter(overlay_path, video_fps(args.video)) if args.overlay else None
-    frames = iter_video(args.video, args.max_frames, parse_resolution(args.resize))
+    frames = iter_video(args.video, args.max_frames, common.parse_size(args.resize))
     infos, wall_s = [], 0.0
     try:
         for index, frame in enumerate(tqdm(frames, total=_frame_total(args.video,
@@ -125,20 +116,18 @@ def process_video(args, pipeline, config) -> Dict[str, object]:
     return summarize(infos, wall_s, {
         'video': os.path.abspath(args.video), 'resolution': f'{width}x{height}',
         'operating_point': config.operating_point.name, 'backend': config.model.backend,
-        'refiner': config.model.refiner,
+        'refiner': config.model.refiner, 'class_names': list(visualizer.class_names),
         'labels_dir': labels_dir, 'overlay': overlay_path if writer is not None else None})
 
 
 def run(args: argparse.Namespace) -> int:
     """Segment the video; prints Hz and the output directory."""
-    from evs_ros.tools.evaluate import write_json
     try:
-        pipeline, config = _build_pipeline(args)
-        summary = process_video(args, pipeline, config)
-    except (FileNotFoundError, ValueError, IOError) as error:
-        print(f'evs run: error: {error}', file=sys.stderr)
-        return 2
-    write_json(os.path.join(args.out, 'summary.json'), summary)
+        pipeline, model, config = _build_pipeline(args)
+        summary = process_video(args, pipeline, model, config)
+    except common.USER_ERRORS + (IOError,) as error:
+        return common.fail('run', error)
+    common.write_json(os.path.join(args.out, 'summary.json'), summary)
     print(f"{summary['frames']} frames, {summary['keyframes']} keyframes, {summary['hz']} Hz "
           f"(pipeline only); wrote {args.out}")
     return 0

@@ -14,14 +14,7 @@ import os
 import time
 
 from evs_ros.data.cityscapes import write_snippet
-from evs_ros.data.synth import SynthConfig, render_snippet
-
-SPLIT_SEED_OFFSET = {'train': 0, 'val': 1_000_000, 'test': 2_000_000}
-
-
-def snippet_seed(split: str, base_seed: int, index: int) -> int:
-    """Seed of snippet ``index`` of ``split`` (disjoint ranges per split up to 1e6 snippets)."""
-    return base_seed + SPLIT_SEED_OFFSET[split] + index
+from evs_ros.data.synth import SPLIT_SEED_OFFSET, SynthConfig, render_snippet, snippet_seed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

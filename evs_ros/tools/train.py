@@ -6,12 +6,18 @@ Examples::
         --epochs 40 --batch 8 --crop 257x513 --width-mult 0.5
     evs train refiner --data data/synth --icnet evs_ros/models/weights/icnet_synth.pt \\
         --out evs_ros/models/weights/refiner_synth.pt --epochs 5 --crop 512x1024
+    evs train refiner --data ~/cityscapes --backend weights:segformer-b0-cityscapes \\
+        --out refiner_segformer_b0.pt --params my_evs.yaml   # flow / IAM settings of the node
+
+The Refiner trains for any network (``--backend SPEC``, with or without features) with the flow
+and IAM settings the node will run with (``--params`` / ``--set``); its checkpoint records the
+network's classes and feature channels.
 
 ``--resume`` continues from ``--out`` when it exists (weights, optimizer, epoch).
 """
 
-from evs_ros.models.training import TrainConfig, train_icnet, train_refiner
-from evs_ros.tools.export import parse_size
+from evs_ros.training import TrainConfig, train_icnet, train_refiner
+from evs_ros.tools import common
 
 
 def add_arguments(parser) -> None:
@@ -31,7 +37,9 @@ def add_arguments(parser) -> None:
                         help='cap on batches per epoch (0 = all)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--resume', action='store_true')
-    parser.add_argument('--icnet', default='', help='refiner: trained ICNet checkpoint')
+    parser.add_argument('--backend', dest='teacher', default='', metavar='SPEC',
+                        help='refiner: the frozen network it refines (any backend SPEC)')
+    parser.add_argument('--icnet', default='', help='refiner: shortcut for --backend icnet:CKPT')
     parser.add_argument('--val-split', default='val',
                         help="icnet: split for per-epoch mIoU ('' = none; skipped if absent)")
     parser.add_argument('--val-limit', type=int, default=20, help='val frames per epoch')
@@ -42,17 +50,31 @@ def add_arguments(parser) -> None:
     parser.add_argument('--no-residual', dest='residual', action='store_false',
                         help='refiner: predict logits from scratch (the paper) instead of '
                              'corrections of log(P_warped)')
+    common.add_config_arguments(parser, operating_point_flag=False, threads=False, model=False)
+
+
+def train_config(args) -> TrainConfig:
+    """The run's TrainConfig; flow and IAM settings come from ``--params`` / ``--set``."""
+    evs_config = common.build_config(args)
+    return TrainConfig(
+        data_root=args.data, out_path=args.out, split=args.split, epochs=args.epochs,
+        batch_size=args.batch, crop_hw=common.parse_size(args.crop, order='hw', minimum=2),
+        width_mult=args.width_mult, lr=args.lr, device=args.device, workers=args.workers,
+        seed=args.seed, max_steps_per_epoch=args.max_steps, resume=args.resume,
+        backend=args.teacher, icnet_path=args.icnet, max_gap=args.max_gap,
+        val_split=args.val_split, val_limit=args.val_limit, outside_weight=args.outside_weight,
+        residual=args.residual, flow=evs_config.flow, iam=evs_config.iam)
 
 
 def run(args) -> int:
-    config = TrainConfig(data_root=args.data, out_path=args.out, split=args.split,
-                         epochs=args.epochs, batch_size=args.batch, crop_hw=parse_size(args.crop),
-                         width_mult=args.width_mult, lr=args.lr, device=args.device,
-                         workers=args.workers, seed=args.seed, max_steps_per_epoch=args.max_steps,
-                         resume=args.resume, icnet_path=args.icnet, max_gap=args.max_gap,
-                         val_split=args.val_split, val_limit=args.val_limit,
-                         outside_weight=args.outside_weight, residual=args.residual)
+    """Train; one line on bad options or a missing network."""
     train = train_icnet if args.network == 'icnet' else train_refiner
-    result = train(config)
+    try:
+        config = train_config(args)
+        if args.network == 'refiner':
+            config.teacher_spec()  # fail before the data is read
+        result = train(config)
+    except common.USER_ERRORS as error:
+        return common.fail('train', error)
     print(f'wrote {args.out} after epoch {result["epoch"]} (mean loss {result["loss"]:.4f})')
     return 0

@@ -1,8 +1,9 @@
 """Training samples for ICNet and the Refiner from a Cityscapes-layout dataset (paper §4.1).
 
 ``IcnetCrops``: labelled frames, random scale / crop / horizontal flip, ICNet preprocessing.
-``RefinerPairs``: (keyframe k, frame k + d) pairs with the frozen ICNet's P and F at k warped to
-k + d through chained DIS flows, exactly the inputs the Refiner sees in the pipeline (§3.5).
+``RefinerPairs``: (keyframe k, frame k + d) pairs with a frozen network's P and F at k warped to
+k + d by the pipeline's own propagation steps, exactly the inputs the Refiner sees at run time
+(§3.5).
 """
 
 from typing import List, Tuple
@@ -12,9 +13,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from evs_ros.config import FlowConfig, IamConfig
 from evs_ros.data.cityscapes import list_snippets, read_image, read_labels
 from evs_ros.data.labels import IGNORE
-from evs_ros.models.icnet import BGR_MEAN, IcnetModel
+from evs_ros.flow import FlowEstimator, to_gray
+from evs_ros.models.icnet import BGR_MEAN
+from evs_ros.pipeline.state import (
+    aligned_features, aligned_probs, consecutive_flows, propagate, state_from_prediction,
+)
 
 SCALE_RANGE = (0.5, 2.0)  # covers 512x256 .. 2048x1024 views of 1024x512 frames
 
@@ -78,20 +84,23 @@ class RefinerPairs(Dataset):
     image); d is drawn in 1..min(max_gap, t); k = t - d is the keyframe. P, F and the IAM mask M
     come from the pipeline's own propagation steps (``evs_ros.pipeline.state``: DIS between
     consecutive frames, flows composed at the probability / feature resolution, IAM on the last
-    step), so the Refiner trains on exactly what it is given at run time. ``mask`` is float32
-    (h, w) in [0, 1] at the probability resolution: the loss weights pixels by it (eq. 4 uses
-    P_refiner only there).
+    step) with the given flow and IAM settings, so the Refiner trains on exactly what it is given
+    at run time. ``mask`` is float32 (h, w) in [0, 1] at the probability resolution: the loss
+    weights pixels by it (eq. 4 uses P_refiner only there). ``features`` is float32 (0, 1, 1)
+    for a teacher without features.
+
+    Args:
+        teacher: the frozen :class:`~evs_ros.models.base.SegmentationModel` (any backend).
     """
 
-    def __init__(self, root: str, split: str, size_hw: Tuple[int, int], icnet: torch.nn.Module,
-                 max_gap: int = 5, seed: int = 0):
-        from evs_ros.config import FlowConfig, IamConfig
-        from evs_ros.flow.dis import FlowEstimator
+    def __init__(self, root: str, split: str, size_hw: Tuple[int, int], teacher,
+                 max_gap: int = 5, seed: int = 0, flow_config: FlowConfig = FlowConfig(),
+                 iam_config: IamConfig = IamConfig()):
         self.size_hw = tuple(size_hw)
         self.max_gap = max(1, int(max_gap))
-        self.teacher = IcnetModel(icnet, device='cpu')
-        self.flow = FlowEstimator(FlowConfig())
-        self.iam_config = IamConfig()
+        self.teacher = teacher
+        self.flow = FlowEstimator(flow_config)
+        self.iam_config = iam_config
         self.items = [(snippet.frames, index, path) for snippet in list_snippets(root, split)
                       for index, path in sorted(snippet.labels.items()) if index >= 1]
         if not self.items:
@@ -106,9 +115,6 @@ class RefinerPairs(Dataset):
     def _propagate(self, frames: List[np.ndarray]):
         """Keyframe prediction on ``frames[0]`` propagated to ``frames[-1]`` as the pipeline does
         with R off: returns (probs_warped, features_warped, IAM mask of the last step)."""
-        from evs_ros.flow.dis import to_gray
-        from evs_ros.pipeline.state import (aligned_features, aligned_probs, consecutive_flows,
-                                            propagate, state_from_prediction)
         state = state_from_prediction(self.teacher.predict(frames[0]), frames[0].shape[:2])
         grays = [to_gray(frame) for frame in frames]
         iam = None

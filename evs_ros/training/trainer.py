@@ -1,12 +1,11 @@
 """Training of ICNet (cascade label guidance) and of the Refiner (paper §3.5, §4.3.2).
 
-ICNet: cross entropy at the three cascade outputs against nearest-downsampled trainIds (255 =
-ignore), weighted 1.0 (``conv6_cls``, 1/4), 0.4 (``sub24_out``, 1/8) and 0.16 (``sub4_out``, 1/16)
-as the ICNet reference training (lambda3, lambda2, lambda1). Refiner: pairs (keyframe k, frame
-k + d, d in 1..max_gap): a frozen ICNet predicts P and F at k, the pipeline's propagation steps
-warp them to k + d and run IAM there, and the Refiner learns the labels of k + d. Its cross
-entropy is weighted by IAM's mask M plus ``outside_weight``: eq. 4 only uses P_refiner where M > 0,
-and an unweighted loss is dominated by the many pixels where the warped labels are already right.
+ICNet trains from scratch on labelled crops (:mod:`evs_ros.training.losses` has the cascade loss).
+The Refiner trains on pairs (keyframe k, frame k + d, d in 1..max_gap): a frozen segmentation
+network (any backend: the *teacher*) predicts P and F at k, the pipeline's own propagation steps
+warp them to k + d with the user's flow and IAM settings and run IAM there, and the Refiner learns
+the labels of k + d with a mask-weighted loss. Its checkpoint records the teacher's class names and
+feature channels, so a Refiner is only ever paired with the network it was trained for.
 
 Checkpoints are evs_ros checkpoints (``checkpoint.py``) whose ``meta`` also holds ``epoch`` and
 ``optimizer`` so ``resume`` continues where a run stopped.
@@ -18,16 +17,15 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from evs_ros.data.labels import CLASS_NAMES, IGNORE
-from evs_ros.models.checkpoint import build_network, load_checkpoint, save_checkpoint
+from evs_ros.config import FlowConfig, IamConfig, ModelConfig
+from evs_ros.data.labels import CLASS_NAMES
+from evs_ros.models.checkpoint import load_checkpoint, save_checkpoint
 from evs_ros.models.icnet import ICNet, select_device
 from evs_ros.models.refiner import RefinerNet
-from evs_ros.models.training_data import IcnetCrops, RefinerPairs
-
-CASCADE_WEIGHTS = {'logits': 1.0, 'logits_sub24': 0.4, 'logits_sub4': 0.16}
+from evs_ros.training.data import IcnetCrops, RefinerPairs
+from evs_ros.training.losses import cascade_loss, masked_segmentation_loss
 
 
 @dataclass(frozen=True)
@@ -49,8 +47,10 @@ class TrainConfig:
     max_steps_per_epoch: int = 0
     """0 = whole dataset each epoch; > 0 caps batches per epoch (quick runs)."""
     resume: bool = False
+    backend: str = ''
+    """Refiner only: SPEC of the frozen network that provides P and F (any backend)."""
     icnet_path: str = ''
-    """Refiner only: the trained ICNet checkpoint that provides P and F."""
+    """Refiner only: shortcut for ``backend='icnet:PATH'``."""
     max_gap: int = 5
     """Refiner only: d in 1..max_gap frames between keyframe and target frame."""
     val_split: str = 'val'
@@ -61,36 +61,19 @@ class TrainConfig:
     """Refiner only: loss weight of pixels outside IAM's mask (inside: 1 + this)."""
     residual: bool = True
     """Refiner only: predict corrections of log(P_warped) (``RefinerNet(residual=True)``)."""
+    flow: FlowConfig = FlowConfig()
+    """Refiner only: the flow settings the pipeline will run with."""
+    iam: IamConfig = IamConfig()
+    """Refiner only: the IAM settings the pipeline will run with."""
 
-
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross entropy of (N, C, h, w) logits vs (N, H, W) int64 labels shrunk (nearest) to h x w."""
-    small = F.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode='nearest')
-    return F.cross_entropy(logits.float(), small[:, 0].long(), ignore_index=IGNORE)
-
-
-def masked_segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-                             outside_weight: float) -> torch.Tensor:
-    """Cross entropy weighted by ``mask + outside_weight``, at the mask's resolution.
-
-    Args:
-        logits: (N, C, h', w') logits (resized bilinearly to the mask).
-        labels: (N, H, W) int64 trainIds (nearest-shrunk to the mask; 255 = ignore).
-        mask: (N, h, w) float IAM mask in [0, 1].
-    """
-    size = mask.shape[-2:]
-    if logits.shape[-2:] != size:
-        logits = F.interpolate(logits.float(), size=size, mode='bilinear', align_corners=True)
-    small = F.interpolate(labels[:, None].float(), size=size, mode='nearest')[:, 0].long()
-    per_pixel = F.cross_entropy(logits.float(), small, ignore_index=IGNORE, reduction='none')
-    weights = (mask.float() + outside_weight) * (small != IGNORE)
-    return (per_pixel * weights).sum() / weights.sum().clamp_min(1e-6)
-
-
-def cascade_loss(outputs: Dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """ICNet's cascade label guidance: weighted sum over the 1/4, 1/8 and 1/16 outputs."""
-    return sum(weight * segmentation_loss(outputs[key], labels)
-               for key, weight in CASCADE_WEIGHTS.items())
+    def teacher_spec(self) -> str:
+        """The Refiner's teacher network SPEC; ValueError when none is given."""
+        if self.backend:
+            return self.backend
+        if self.icnet_path:
+            return f'icnet:{self.icnet_path}'
+        raise ValueError('Refiner training needs the frozen network: pass --backend SPEC '
+                         '(or --icnet CKPT)')
 
 
 def evaluate_icnet(network: torch.nn.Module, root: str, split: str, limit: int,
@@ -129,8 +112,11 @@ class Trainer:
     """Epoch loop with poly learning rate, tqdm progress and resumable checkpoints."""
 
     def __init__(self, config: TrainConfig, arch: str, network: torch.nn.Module,
-                 arch_config: Dict, dataset, step_fn):
+                 arch_config: Dict, dataset, step_fn, class_names=CLASS_NAMES,
+                 meta: Optional[Dict] = None):
         self.config, self.arch, self.arch_config = config, arch, arch_config
+        self.class_names = list(class_names) if class_names else None
+        self.meta = dict(meta or {})
         self.device = select_device(config.device)
         self.network = network.to(self.device)
         self.dataset, self.step_fn = dataset, step_fn
@@ -189,12 +175,20 @@ class Trainer:
         return miou
 
     def _save(self, epoch: int, loss: float, val_miou: Optional[float]) -> None:
-        meta = {'epoch': epoch, 'loss': loss, 'val_miou': val_miou,
+        meta = {**self.meta, 'epoch': epoch, 'loss': loss, 'val_miou': val_miou,
                 'optimizer': self.optimizer.state_dict(),
-                'train_config': {k: (list(v) if isinstance(v, tuple) else v)
-                                 for k, v in asdict(self.config).items()}}
+                'train_config': _plain(asdict(self.config))}
         save_checkpoint(self.config.out_path, self.arch, self.arch_config, self.network,
-                        class_names=CLASS_NAMES, meta=meta)
+                        class_names=self.class_names, meta=meta)
+
+
+def _plain(value):
+    """Tuples -> lists, recursively (checkpoints hold plain containers only)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _icnet_step(network, batch, device) -> torch.Tensor:
@@ -219,17 +213,21 @@ def train_icnet(config: TrainConfig) -> Dict[str, float]:
     return trainer.run()
 
 
-def train_refiner(config: TrainConfig, icnet: Optional[torch.nn.Module] = None):
-    """Train the Refiner on top of a frozen ICNet (``config.icnet_path`` or ``icnet``)."""
-    if icnet is None:
-        if not config.icnet_path:
-            raise ValueError('Refiner training needs the trained ICNet: pass --icnet CKPT')
-        icnet = build_network(load_checkpoint(config.icnet_path, expected_arch='icnet'))
-    icnet = icnet.eval()
-    arch_config = {'num_classes': icnet.num_classes, 'feature_channels': icnet.feature_channels,
+def train_refiner(config: TrainConfig, teacher=None) -> Dict[str, float]:
+    """Train the Refiner for a frozen network: ``teacher`` (a ``SegmentationModel``) or the one
+    ``config.teacher_spec()`` names. Works for any backend, with or without features."""
+    spec = getattr(teacher, 'spec', '') if teacher is not None else config.teacher_spec()
+    if teacher is None:
+        from evs_ros.models.loading import load_models
+        device = config.device if not config.workers else 'cpu'  # DataLoader workers: CPU
+        teacher, _ = load_models(ModelConfig(backend=spec, refiner='', device=device), False)
+    feature_channels = int(getattr(teacher, 'feature_channels', 0) or 0)
+    arch_config = {'num_classes': int(teacher.num_classes), 'feature_channels': feature_channels,
                    'width_mult': config.width_mult, 'residual': config.residual}
-    dataset = RefinerPairs(config.data_root, config.split, config.crop_hw, icnet,
-                           config.max_gap, config.seed)
+    dataset = RefinerPairs(config.data_root, config.split, config.crop_hw, teacher,
+                           config.max_gap, config.seed, config.flow, config.iam)
+    class_names = getattr(teacher, 'class_names', None)
     trainer = Trainer(config, 'refiner', RefinerNet(**arch_config), arch_config, dataset,
-                      _refiner_step(config.outside_weight))
+                      _refiner_step(config.outside_weight), class_names,
+                      meta={'teacher_backend': spec})
     return trainer.run()

@@ -1,0 +1,100 @@
+"""Paper Figures 6 and 7: pure label propagation and IAM's inconsistent fraction.
+
+Figure 6 (:class:`PropagationStudy`): pure label propagation (W on, R off) from a keyframe N
+frames before the annotated frame, N = 0..max, DIS vs Farneback. Figure 7: IAM's inconsistent
+fraction after 1, 2 and 4 propagations, collected from the DIS runs of Figure 6.
+"""
+
+import math
+from dataclasses import replace
+from typing import Dict, List
+
+import numpy as np
+
+from evs_ros.config import EvsConfig, OperatingPoint
+from evs_ros.data.labels import CLASS_NAMES
+from evs_ros.data.metrics import ConfusionMatrix
+from evs_ros.evaluation.operating_points import finite_or_none
+from evs_ros.evaluation.snippets import EvalSnippet
+from evs_ros.pipeline.pipeline import EvsPipeline
+
+FIGURE7_PROPAGATIONS = (1, 2, 4)
+FIGURE7_BINS_PERCENT = tuple(float(edge) for edge in np.arange(0.0, 10.5, 0.5)) + (100.0,)
+
+
+class PropagationStudy:
+    """Figures 6 and 7: pure label propagation (W on, R off) from keyframes N frames back.
+
+    Args:
+        model: the ``SegmentationModel`` giving the keyframe labels.
+        max_propagations: largest N (the annotated frame is N frames after the keyframe).
+        methods: flow methods compared (``FlowConfig.method``).
+        config: flow / IAM settings; its flow method is replaced per method.
+    """
+
+    def __init__(self, model, max_propagations: int = 10, methods=('dis', 'farneback'),
+                 config: EvsConfig = EvsConfig(), num_classes: int = len(CLASS_NAMES)):
+        self.max_propagations = int(max_propagations)
+        self._pipelines = {method: EvsPipeline(
+            replace(config, flow=replace(config.flow, method=method)), model)
+            for method in methods}
+        self._confusions = {(method, n): ConfusionMatrix(num_classes) for method in methods
+                            for n in range(self.max_propagations + 1)}
+        self._fractions: Dict[int, List[float]] = {k: [] for k in FIGURE7_PROPAGATIONS}
+
+    @staticmethod
+    def propagation_op(propagations: int) -> OperatingPoint:
+        """W on, R off, keyframe every N+1 frames: the frame N after a keyframe is the last."""
+        return OperatingPoint(name=f'PROP{propagations}', downscale=1.0,
+                              keyframe_interval=propagations + 1, warp=True, refine=False)
+
+    def add(self, snippet: EvalSnippet) -> None:
+        """Propagate from every start ``annotated - N`` (N = 0..max) with every method."""
+        annotated = snippet.annotated_index
+        for method, pipeline in self._pipelines.items():
+            for n in range(min(self.max_propagations, annotated) + 1):
+                pipeline.set_operating_point(self.propagation_op(n))
+                infos = []
+                pipeline.reset()
+                for index in range(annotated - n, annotated + 1):
+                    result = pipeline.process(snippet.frames[index])
+                    infos.append(result.info)
+                self._confusions[(method, n)].update(result.labels, snippet.gt_labels)
+                if method == 'dis':
+                    self._collect_fractions(infos)
+
+    def _collect_fractions(self, infos) -> None:
+        for info in infos:
+            fraction = info.inconsistent_fraction
+            if info.frames_since_keyframe in self._fractions and math.isfinite(fraction):
+                self._fractions[info.frames_since_keyframe].append(fraction)
+
+    def figure6(self) -> Dict[str, object]:
+        """``{'propagations': [0..N], 'methods': {method: {'miou': [...]}}}`` (null = no data)."""
+        methods = {}
+        for method in self._pipelines:
+            mious = [self._confusions[(method, n)].miou()
+                     for n in range(self.max_propagations + 1)]
+            methods[method] = {'miou': [finite_or_none(v) for v in mious]}
+        return {'propagations': list(range(self.max_propagations + 1)), 'methods': methods,
+                'setting': 'W on, R off, D=1; keyframe N frames before the annotated frame'}
+
+    def figure7(self) -> Dict[str, object]:
+        """Inconsistent fraction after 1, 2, 4 propagations: samples, histogram, statistics."""
+        edges = list(FIGURE7_BINS_PERCENT)
+        entries = {}
+        for k, values in self._fractions.items():
+            percent = np.asarray(values, np.float64) * 100.0
+            counts = np.histogram(percent, bins=edges)[0] if len(percent) else np.zeros(
+                len(edges) - 1, np.int64)
+            entries[str(k)] = {
+                'n': int(len(percent)), 'counts': [int(c) for c in counts],
+                'mean_percent': finite_or_none(float(percent.mean()) if len(percent) else None),
+                'median_percent': finite_or_none(
+                    float(np.median(percent)) if len(percent) else None),
+                'below_5_percent': finite_or_none(
+                    float((percent < 5.0).mean()) if len(percent) else None),
+                'fractions': [round(float(v), 6) for v in values],
+            }
+        return {'propagations': list(FIGURE7_PROPAGATIONS), 'bin_edges_percent': edges,
+                'by_propagations': entries}

@@ -1,0 +1,82 @@
+"""Markdown renderings of evaluation reports (``evs eval``, ``evs bench``): speed and accuracy
+per operating point, paper Table 1, Figures 6-7. Every function returns a list of lines."""
+
+from typing import List
+
+
+def iou_cell(value) -> str:
+    return '-' if value is None else f'{100.0 * value:.1f}'
+
+
+def accuracy_markdown(report) -> List[str]:
+    """Markdown lines: mIoU per operating point, per-class IoU, and paper Table 1."""
+    entries = report['operating_points']
+    names = list(entries[0]['per_class_iou'])
+    lines = ['## Accuracy (IoU in %, annotated frame at the worst case S-1 propagations)', '',
+             '| op | D | S | W | R | mIoU | ' + ' | '.join(names) + ' |',
+             '|' + '---|' * (6 + len(names))]
+    for e in entries:
+        cells = [iou_cell(e['per_class_iou'][name]) for name in names]
+        flags = [str(e['D']), 'A' if e['adaptive'] else str(e['S']),
+                 'on' if e['W'] else 'off', 'on' if e['R'] else 'off']
+        lines.append(f"| {e['name']} | " + ' | '.join(flags) + f" | {iou_cell(e['miou'])} | "
+                     + ' | '.join(cells) + ' |')
+    lines += ['', *table1_markdown(report.get('table1'), names)]
+    return lines
+
+
+def table1_markdown(table, names) -> List[str]:
+    """Paper Table 1 as markdown (rows: without, with refinement, recovery per case)."""
+    if not table or not table['rows']:
+        return ['Table 1: not computed (needs EVS02 + EVS03 and/or EVS06 + EVS07).', '']
+    lines = ['## Table 1: refinement after S-1 propagations (IoU in %)', '',
+             '| case | row | mIoU | ' + ' | '.join(names) + ' |', '|' + '---|' * (3 + len(names))]
+    for row in table['rows']:
+        for label, key in (('without R', 'without_refinement'), ('with R', 'with_refinement'),
+                           ('recovery', 'recovery')):
+            part = row[key]
+            title = f"{label} ({part['operating_point']})" if 'operating_point' in part else label
+            cells = [iou_cell(part['per_class_iou'][name]) for name in names]
+            lines.append(f"| {row['case']} | {title} | {iou_cell(part['miou'])} | "
+                         + ' | '.join(cells) + ' |')
+    return lines + ['']
+
+
+def speed_markdown(report) -> List[str]:
+    """Markdown lines: the speed / accuracy table of all operating points."""
+    lines = ['## Speed and accuracy (one run, same frames)', '',
+             '| op | D | S | W | R | Hz | speedup | mIoU % | latency p50 ms | latency p99 ms '
+             '| keyframes / frames |', '|' + '---|' * 11]
+    for e in report['operating_points']:
+        miou = '-' if e['miou'] is None else f"{100 * e['miou']:.1f}"
+        interval = f"A<={e['max_keyframe_interval']}" if e['adaptive'] else str(e['S'])
+        lines.append(
+            f"| {e['name']} | {e['D']} | {interval} | {'on' if e['W'] else 'off'} | "
+            f"{'on' if e['R'] else 'off'} | {e['hz']} | {e['speedup']} | {miou} | "
+            f"{e['latency_ms_p50']} | {e['latency_ms_p99']} | {e['keyframes']} / {e['frames']} |")
+    return lines + ['']
+
+
+def _number(value, digits: int = 3) -> str:
+    return '-' if value is None else f'{value:.{digits}f}'
+
+
+def figures_markdown(report) -> List[str]:
+    """Markdown lines for Figures 6 and 7 (tables; the PNGs are linked by the caller)."""
+    fig6, fig7 = report.get('figure6'), report.get('figure7')
+    if not fig6:
+        return ['Figures 6-7: skipped (--figure-propagations 0).', '']
+    lines = ['## Figure 6: mIoU (%) after N pure propagations (W on, R off)', '',
+             '| method | ' + ' | '.join(f'N={n}' for n in fig6['propagations']) + ' |',
+             '|' + '---|' * (1 + len(fig6['propagations']))]
+    for method, values in fig6['methods'].items():
+        cells = ['-' if v is None else f'{100 * v:.1f}' for v in values['miou']]
+        lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+    lines += ['', '## Figure 7: IAM inconsistent pixels after k propagations (DIS)', '',
+              '| k | frames | mean % | median % | frames below 5 % (%) |', '|---|---|---|---|---|']
+    for k, entry in fig7['by_propagations'].items():
+        cells = [_number(entry[key]) for key in ('mean_percent', 'median_percent')]
+        share = _number(None if entry['below_5_percent'] is None
+                        else 100 * entry['below_5_percent'])
+        lines.append(f"| {k} | {entry['n']} | {cells[0]} | {cells[1]} | {share} |")
+    return lines + ['']

@@ -1,0 +1,105 @@
+"""One evaluation run and its report: operating points, Table 1, Figures 6-7 (paper §4).
+
+:func:`evaluate` runs every operating point plus the per-frame baseline over the same snippets
+(:mod:`evs_ros.evaluation.operating_points`) and optionally the propagation study of Figures 6-7
+(:mod:`evs_ros.evaluation.figures`); :func:`table1` pairs operating points without and with the
+Refiner like the paper's Table 1.
+"""
+
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from evs_ros.config import BASELINE, OPERATING_POINTS, EvsConfig, OperatingPoint
+from evs_ros.data.labels import CLASS_NAMES
+from evs_ros.evaluation.figures import PropagationStudy
+from evs_ros.evaluation.operating_points import OperatingPointEvaluator
+from evs_ros.evaluation.snippets import EvalSnippet
+
+TABLE1_PAIRS = (('S=2', 'EVS03', 'EVS02'), ('S=5', 'EVS07', 'EVS06'))
+"""Paper Table 1: (case, operating point without refinement, with refinement)."""
+
+
+def table1(results: Sequence[Dict[str, object]]) -> Dict[str, object]:
+    """Paper Table 1 from operating point summaries: per-class IoU without / with refinement.
+
+    ``recovery`` = with - without (IoU, same units as ``per_class_iou``); cases whose operating
+    points were not evaluated are left out.
+    """
+    by_name = {entry['name']: entry for entry in results}
+    rows = []
+    for case, without_name, with_name in TABLE1_PAIRS:
+        if without_name not in by_name or with_name not in by_name:
+            continue
+        without, with_ = by_name[without_name], by_name[with_name]
+        recovery = {name: _difference(with_['per_class_iou'][name], value)
+                    for name, value in without['per_class_iou'].items()}
+        rows.append({
+            'case': case, 'propagations': OPERATING_POINTS[with_name].keyframe_interval - 1,
+            'without_refinement': _table_row(without), 'with_refinement': _table_row(with_),
+            'recovery': {'miou': _difference(with_['miou'], without['miou']),
+                         'per_class_iou': recovery},
+        })
+    baseline = by_name.get(BASELINE.name)
+    return {'rows': rows, 'perframe': _table_row(baseline) if baseline else None}
+
+
+def _table_row(entry: Dict[str, object]) -> Dict[str, object]:
+    return {'operating_point': entry['name'], 'miou': entry['miou'],
+            'per_class_iou': dict(entry['per_class_iou'])}
+
+
+def _difference(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return None if a is None or b is None else round(a - b, 6)
+
+
+def model_class_names(model) -> List[str]:
+    """The model's class names, else Cityscapes' 19 for 19 classes, else ``class_<i>``."""
+    names = getattr(model, 'class_names', None)
+    if names and len(names) == model.num_classes:
+        return list(names)
+    if model.num_classes == len(CLASS_NAMES):
+        return list(CLASS_NAMES)
+    return [f'class_{index}' for index in range(model.num_classes)]
+
+
+def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
+             operating_points: Sequence[OperatingPoint] = tuple(OPERATING_POINTS.values()),
+             config: EvsConfig = EvsConfig(), figure_propagations: int = 0,
+             progress=None) -> Dict[str, object]:
+    """Evaluate operating points (and optionally Figures 6-7) over ``snippets``.
+
+    Args:
+        snippets: :class:`EvalSnippet` iterable, consumed once (one snippet in memory at a time).
+        model, refiner: shared by all operating points (refiner None: R acts as off).
+        operating_points: evaluated after the per-frame baseline PERFRAME.
+        config: flow / IAM settings.
+        figure_propagations: largest N of Figure 6 (0 = skip Figures 6 and 7).
+        progress: optional callable ``progress(snippet)`` after each snippet (e.g. tqdm update).
+
+    Returns:
+        ``{'resolution' ('WxH'), 'snippets', 'operating_points', 'table1', 'figure6',
+        'figure7'}`` (JSON-ready; the figures are None when skipped).
+    """
+    class_names = model_class_names(model)
+    evaluator = OperatingPointEvaluator(model, refiner, operating_points, config, class_names)
+    study = None
+    if figure_propagations > 0:
+        study = PropagationStudy(model, figure_propagations, config=config,
+                                 num_classes=len(class_names))
+    names, resolution = [], None
+    for snippet in snippets:
+        if not names:
+            evaluator.warm_up(snippet)
+            resolution = f'{snippet.frames[0].shape[1]}x{snippet.frames[0].shape[0]}'
+        evaluator.add(snippet)
+        if study is not None:
+            study.add(snippet)
+        names.append(snippet.name)
+        if progress is not None:
+            progress(snippet)
+    if not names:
+        raise ValueError('no annotated snippet to evaluate (check --data/--split)')
+    results = evaluator.results()
+    return {'resolution': resolution, 'snippets': names, 'operating_points': results,
+            'table1': table1(results),
+            'figure6': study.figure6() if study else None,
+            'figure7': study.figure7() if study else None}

@@ -1,0 +1,97 @@
+"""One place that turns ``config.model`` into a network and a matching Refiner.
+
+The node, every ``evs`` command, the benchmarks and training load models through
+:func:`load_models`, so the compatibility rules hold everywhere:
+
+* the Refiner predicts the network's classes (same count and, where both are known, the same
+  names in the same order);
+* a Refiner trained with features takes the network's feature channels (a network without
+  features still works: the Refiner then gets zeros in their place);
+* ``model.refiner: default`` names the shipped Refiner, trained for the shipped ICNet. With
+  another network it does not match: R then acts as off and a warning says why (not an error).
+  A Refiner the user names explicitly must match, else :class:`ModelMismatchError`.
+"""
+
+import logging
+from typing import Optional, Sequence
+
+from evs_ros.config import ModelConfig
+
+LOGGER = logging.getLogger('evs_ros')
+
+
+class ModelMismatchError(ValueError):
+    """The Refiner was trained for another network (the message says how they differ)."""
+
+
+def resolve_backend_spec(spec: str) -> str:
+    """``weights:NAME`` -> the SPEC of the cached checkpoint; other SPECs unchanged."""
+    if spec.startswith('weights:'):
+        from evs_ros.models.weights_cache import resolve_weights
+        return resolve_weights(spec[len('weights:'):])
+    return spec
+
+
+def load_models(model_config: ModelConfig, need_refiner: bool = True):
+    """Return (SegmentationModel, RefinerModel or None) for ``model_config``.
+
+    Args:
+        model_config: ``config.model`` (backend SPEC, refiner, device, fp16).
+        need_refiner: False skips loading the Refiner (no operating point uses R).
+
+    Raises:
+        ValueError, FileNotFoundError, ImportError: with a one-line reason (bad SPEC, missing
+            file, uncached weights, missing dependency).
+        ModelMismatchError: an explicitly named Refiner does not fit the network.
+    """
+    from evs_ros.models.backends import load_backend, load_refiner
+    spec = resolve_backend_spec(model_config.backend)
+    model = load_backend(spec, model_config.device, model_config.fp16)
+    if not need_refiner or not model_config.refiner:
+        return model, None
+    refiner = load_refiner(model_config.refiner, model_config.device, model_config.fp16)
+    reason = refiner_mismatch(model, refiner)
+    if reason is None:
+        return model, refiner
+    if model_config.refiner == 'default':
+        LOGGER.warning('the shipped Refiner does not fit %s (%s): R acts as off; train one with '
+                       '`evs train refiner --backend %s`', model_config.backend, reason,
+                       model_config.backend)
+        return model, None
+    raise ModelMismatchError(f'model.refiner {model_config.refiner!r} was trained for another '
+                             f'network: {reason}')
+
+
+def refiner_mismatch(model, refiner) -> Optional[str]:
+    """Why ``refiner`` does not fit ``model``, or None when it does."""
+    if int(refiner.num_classes) != int(model.num_classes):
+        return (f'it predicts {refiner.num_classes} classes, the network '
+                f'{model.num_classes}')
+    names = _names_mismatch(getattr(model, 'class_names', None),
+                            getattr(refiner, 'class_names', None))
+    if names:
+        return names
+    wanted = int(getattr(refiner, 'feature_channels', 0) or 0)
+    given = int(getattr(model, 'feature_channels', 0) or 0)
+    if wanted and given and wanted != given:
+        return f'it takes {wanted} feature channels, the network gives {given}'
+    return None
+
+
+def _names_mismatch(model_names: Optional[Sequence[str]],
+                    refiner_names: Optional[Sequence[str]]) -> Optional[str]:
+    if not model_names or not refiner_names:
+        return None
+    model_names = [_canonical(name) for name in model_names]
+    refiner_names = [_canonical(name) for name in refiner_names]
+    if model_names == refiner_names:
+        return None
+    if any(name.startswith('class_') for name in model_names + refiner_names):
+        return None  # generated placeholder names: nothing to compare
+    differ = next(i for i, (a, b) in enumerate(zip(model_names, refiner_names)) if a != b)
+    return (f'class {differ} is {refiner_names[differ]!r} for the Refiner and '
+            f'{model_names[differ]!r} for the network')
+
+
+def _canonical(name: str) -> str:
+    return str(name).strip().lower().replace('_', ' ')

@@ -1,0 +1,150 @@
+"""The runtime's bounded latest-frame input buffer and its stamp rules (design §4).
+
+Rules a user can rely on:
+
+* **Bounded input.** ``put`` never blocks; when the buffer holds ``capacity`` frames the *oldest*
+  unprocessed frame is dropped and counted (``dropped``; the next taken frame carries the count in
+  ``dropped_before``). Nothing is ever queued without bound.
+* **Monotonic stamps.** A frame whose stamp is not strictly greater than the last accepted stamp
+  is rejected (``put`` returns False, ``rejected`` counted, a warning on the 'evs_ros' logger), so
+  outputs stay in stamp order. A jump back by more than :data:`STAMP_JUMP_BACK_NS` (a looping
+  bag, a reset simulation clock) is accepted instead and marks the frame ``restart``.
+"""
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from evs_ros.pipeline.stats import StreamStats
+
+LOGGER = logging.getLogger('evs_ros')
+STAMP_JUMP_BACK_NS = 1_000_000_000
+"""A stamp more than this before the last one restarts the stream (``ros2 bag play --loop``,
+a simulation clock reset) instead of being rejected forever; smaller steps back are rejected."""
+_POLL_S = 0.05
+
+
+@dataclass
+class BufferedFrame:
+    """One accepted frame: uint8 (H, W, 3) BGR ``image``, its stamp and the caller's ``meta``."""
+
+    image: np.ndarray
+    stamp_ns: int
+    meta: Any
+    submit_time_s: float
+    dropped_before: int = 0
+    restart: bool = False
+
+
+class LatestFrameBuffer:
+    """Thread-safe drop-oldest buffer between a producer (callbacks) and one consumer thread.
+
+    Args:
+        capacity: frames kept at most (``runtime.input_queue_size``).
+        stats: counters ``frames_in``, ``dropped``, ``rejected``, ``max_queue`` are kept here.
+        name: stream name for logs.
+        clock: monotonic clock in seconds (``submit_time_s``; injectable for tests).
+    """
+
+    def __init__(self, capacity: int, stats: StreamStats, name: str = 'camera',
+                 clock: Callable[[], float] = time.monotonic):
+        self.capacity = capacity
+        self.name = name
+        self._stats = stats
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._frames = collections.deque()
+        self._closed = False
+        self._busy = False
+        self._last_stamp: Optional[int] = None
+        self._pending_drops = 0
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._frames)
+
+    def put(self, image_bgr: np.ndarray, stamp_ns: int, meta: Any = None) -> bool:
+        """Accept a frame unless closed or its stamp breaks the order; may drop the oldest."""
+        with self._cond:
+            if self._closed:
+                return False
+            restart = self._is_restart(stamp_ns)
+            if restart is None:
+                return False
+            self._last_stamp = stamp_ns
+            self._stats.count('frames_in')
+            self._frames.append(BufferedFrame(image_bgr, int(stamp_ns), meta, self._clock(),
+                                              restart=restart))
+            while len(self._frames) > self.capacity:
+                self._frames.popleft()
+                self._stats.count('dropped')
+                self._pending_drops += 1
+            self._stats.raise_to('max_queue', len(self._frames))
+            self._cond.notify_all()
+        return True
+
+    def _is_restart(self, stamp_ns: int) -> Optional[bool]:
+        """False: in order; True: jumped back far (restart); None: rejected."""
+        if self._last_stamp is None or stamp_ns > self._last_stamp:
+            return False
+        jump_back_ns = self._last_stamp - stamp_ns
+        if jump_back_ns <= STAMP_JUMP_BACK_NS:
+            self._log_rejection(stamp_ns)
+            return None
+        LOGGER.warning('%s: stamp jumped back by %.1f s (bag loop or sim-time reset): '
+                       'restarting the stream', self.name, jump_back_ns / 1e9)
+        return True
+
+    def _log_rejection(self, stamp_ns: int) -> None:
+        rejected = self._stats.count('rejected')
+        if rejected == 1 or rejected % 100 == 0:
+            LOGGER.warning('%s: frame rejected: stamp %d ns is not after the last accepted stamp '
+                           '%d ns (outputs must stay in order); %d rejected so far', self.name,
+                           stamp_ns, self._last_stamp, rejected)
+
+    def take(self) -> Optional[BufferedFrame]:
+        """Block for the oldest frame (the consumer is busy until :meth:`task_done`); None once
+        closed."""
+        with self._cond:
+            while not self._frames and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            frame = self._frames.popleft()
+            frame.dropped_before, self._pending_drops = self._pending_drops, 0
+            self._busy = True
+            return frame
+
+    def task_done(self) -> None:
+        """The consumer finished the frame it took."""
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+    def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every buffered frame was taken and finished; False on timeout or close."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._frames or self._busy:
+                remaining = deadline - time.monotonic()
+                if self._closed or remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, _POLL_S))
+            return True
+
+    def close(self) -> None:
+        """Refuse new frames, discard the buffered ones and wake the consumer."""
+        with self._cond:
+            self._closed = True
+            self._frames.clear()
+            self._cond.notify_all()

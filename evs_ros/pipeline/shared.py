@@ -1,0 +1,86 @@
+"""Runtimes shared by several users in one process: one network in memory per model config.
+
+A component container loads several EvsNodes into one process; they ask
+:meth:`RuntimePool.acquire` for a runtime with their ``config.model``. Nodes with the same model
+settings share one :class:`~evs_ros.pipeline.runtime.EvsRuntime` (one inference worker, one
+network, streams served round-robin); the last :meth:`RuntimePool.release` closes it. A new runtime
+is warmed up (:func:`warm_up`) before it is handed out, so the first camera frames do not wait for
+the network's slow first run.
+"""
+
+import logging
+import threading
+import time
+from typing import Dict, Tuple
+
+import numpy as np
+
+from evs_ros.config import EvsConfig
+from evs_ros.pipeline.runtime import EvsRuntime
+
+LOGGER = logging.getLogger('evs_ros')
+WARM_UP_HW = (256, 512)
+"""Size of the warm-up frame: big enough to initialise every kernel, cheap on a CPU."""
+
+
+def warm_up(model, refiner=None, size_hw: Tuple[int, int] = WARM_UP_HW) -> float:
+    """Run the network (and the Refiner) once on a gray frame; returns the seconds it took."""
+    start = time.perf_counter()
+    image = np.full(size_hw + (3,), 127, np.uint8)
+    prediction = model.predict(image)
+    if refiner is not None:
+        probs = np.asarray(prediction.probs, np.float32)
+        refiner.refine(image, probs, prediction.features)
+    return time.perf_counter() - start
+
+
+def pool_key(config: EvsConfig) -> tuple:
+    """What must match for two users to share a runtime: the model and its worker threads."""
+    return (config.model, config.runtime.inference_threads)
+
+
+class RuntimePool:
+    """Reference-counted runtimes keyed by :func:`pool_key` (thread-safe)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._runtimes: Dict[tuple, EvsRuntime] = {}
+        self._users: Dict[int, int] = {}
+
+    def acquire(self, config: EvsConfig, need_refiner: bool = True) -> EvsRuntime:
+        """A runtime for ``config.model`` (loaded and warmed up on first use).
+
+        Raises whatever :func:`~evs_ros.models.loading.load_models` raises (one-line reasons).
+        """
+        key = pool_key(config)
+        with self._lock:
+            runtime = self._runtimes.get(key)
+            if runtime is None:
+                runtime = self._create(config, need_refiner)
+                self._runtimes[key] = runtime
+            self._users[id(runtime)] = self._users.get(id(runtime), 0) + 1
+            return runtime
+
+    @staticmethod
+    def _create(config: EvsConfig, need_refiner: bool) -> EvsRuntime:
+        from evs_ros.models.loading import load_models
+        model, refiner = load_models(config.model, need_refiner)
+        seconds = warm_up(model, refiner)
+        LOGGER.info('network %s ready (warm-up %.2f s)', config.model.backend, seconds)
+        return EvsRuntime(config, model, refiner)
+
+    def release(self, runtime: EvsRuntime, timeout_s: float = 5.0) -> None:
+        """Give ``runtime`` back; the last user closes it."""
+        with self._lock:
+            users = self._users.get(id(runtime), 0) - 1
+            if users > 0:
+                self._users[id(runtime)] = users
+                return
+            self._users.pop(id(runtime), None)
+            self._runtimes = {k: r for k, r in self._runtimes.items() if r is not runtime}
+        runtime.close(timeout_s)
+
+    def __len__(self) -> int:
+        """Runtimes (networks) currently loaded."""
+        with self._lock:
+            return len(self._runtimes)
