@@ -299,16 +299,13 @@ def config_from_flat(values: Mapping[str, Any], base: EvsConfig = None) -> EvsCo
     grouped: Dict[str, Dict[str, Any]] = {}
     for name, value in values.items():
         section, _, key = name.partition('.')
-        current = getattr(config, section, None) if section in _SECTION_NAMES else None
+        current = getattr(config, section, None) if section in SECTIONS else None
         if current is None or key not in {f.name for f in fields(current)}:
             raise ValueError(f'unknown setting {name!r}; known: '
                              f'{", ".join(sorted(to_flat(EvsConfig())))}')
         grouped.setdefault(section, {})[key] = _coerce(name, getattr(current, key), value)
     changes = {s: replace(getattr(config, s), **kv) for s, kv in grouped.items()}
     return replace(config, **changes)
-
-
-_SECTION_NAMES = ('operating_point', 'flow', 'iam', 'model', 'runtime', 'publish')
 
 
 def _coerce(name: str, default: Any, value: Any) -> Any:
@@ -360,8 +357,7 @@ def load_yaml(path: str, node_name: str = 'evs_node') -> EvsConfig:
         params.update(_flatten(section.get('ros__parameters', {})))
     if not params and 'ros__parameters' not in str(document):
         params = _flatten(document)
-    return config_from_flat({k: v for k, v in params.items() if k.split('.')[0] in
-                             _SECTION_NAMES})
+    return config_from_flat({k: v for k, v in params.items() if k.split('.')[0] in SECTIONS})
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:

@@ -12,6 +12,14 @@ if TEST_DIR not in sys.path:  # fake models etc. for `python:` backends
     sys.path.insert(0, TEST_DIR)
 
 
+def pytest_collection_modifyitems(items):
+    """Mark every test that needs a ROS graph (it uses ``ros_env``) with ``ros``; ``make
+    test-fast`` deselects them and the ``slow`` ones."""
+    for item in items:
+        if 'ros_env' in getattr(item, 'fixturenames', ()):
+            item.add_marker(pytest.mark.ros)
+
+
 def pick_domain_id(salt: int = 0) -> int:
     """A ROS_DOMAIN_ID unlikely to collide with concurrent runs (1..100, avoid 0)."""
     return 1 + (os.getpid() * 7 + salt * 13) % 100

@@ -7,10 +7,9 @@ import pytest
 from evs_ros.data import synth_scene as S
 from evs_ros.data.cityscapes import list_snippets, read_labels
 from evs_ros.data.labels import TRAIN_ID
-from evs_ros.data.synth import SynthConfig, render_snippet
+from evs_ros.data.synth import SynthConfig, render_snippet, snippet_seed
 from evs_ros.data.synth_render import Camera, exact_flow, look_rotation, rasterize
 from evs_ros.tools import cli
-from evs_ros.data.synth import snippet_seed
 
 
 def _warp_nearest(labels_prev, flow_cur_to_prev):

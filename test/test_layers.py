@@ -1,41 +1,87 @@
-"""Layering: only evs_ros/ros imports ROS; the core never reaches into the ROS adapter."""
+"""Layering: imports point one way, config <- {data, flow} <- models <- pipeline <-
+{training, evaluation} <- ros <- tools, and only evs_ros/ros imports ROS packages.
+
+``data`` is a leaf beside ``flow`` (labels, datasets, readers). ``tools`` may start the ROS node
+(``evs demo``, ``evs node``), so it sits above ``ros``; nothing below imports either. Command
+modules import only ``tools.common`` (``cli``/``bench`` dispatch by name with importlib).
+"""
 
 import ast
 from pathlib import Path
+
+import pytest
 
 import evs_ros
 
 PACKAGE = Path(evs_ros.__file__).parent
 ROS_MODULES = {'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs', 'rcl_interfaces',
-               'builtin_interfaces', 'cv_bridge', 'launch', 'launch_ros', 'vision_msgs'}
-CORE_PACKAGES = ('flow', 'models', 'pipeline', 'data')
+               'builtin_interfaces', 'cv_bridge', 'launch', 'launch_ros', 'vision_msgs',
+               'lifecycle_msgs', 'composition_interfaces', 'ament_index_python'}
+LAYER = {'config': 0, 'data': 1, 'flow': 1, 'models': 2, 'pipeline': 3, 'training': 4,
+         'evaluation': 4, 'msg': 4, 'ros': 5, 'tools': 6}
 
 
 def _imports(path: Path):
-    """Top-level module names of every import statement in ``path`` (lazy ones included)."""
+    """Module names of every import statement in ``path`` (lazy ones included)."""
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             yield node.module
+            yield from (f'{node.module}.{alias.name}' for alias in node.names)
 
 
-def _sources(*parts):
+def _sources():
     for path in sorted(PACKAGE.rglob('*.py')):
         relative = path.relative_to(PACKAGE)
-        if not parts or relative.parts[0] in parts:
+        if relative.parts[0] != 'msg':
             yield relative, path
+
+
+def _layer(relative: Path) -> str:
+    return relative.stem if len(relative.parts) == 1 else relative.parts[0]
+
+
+def _evs_layer(module: str):
+    parts = module.split('.')
+    if parts[0] != 'evs_ros' or len(parts) < 2:
+        return None
+    return parts[1] if parts[1] in LAYER else None
+
+
+def test_every_module_belongs_to_a_layer():
+    unknown = sorted({_layer(r) for r, _ in _sources()} - set(LAYER) - {'__init__'})
+    assert not unknown, f'add {unknown} to LAYER (and to the diagram in README)'
+
+
+@pytest.mark.parametrize('relative, path', list(_sources()), ids=lambda v: str(v))
+def test_imports_point_down_the_layers(relative, path):
+    own = _layer(relative)
+    if own == '__init__':
+        return
+    upward = sorted({name for name in _imports(path) if _evs_layer(name) is not None
+                     and _evs_layer(name) != own
+                     and LAYER[_evs_layer(name)] >= LAYER[own]})
+    assert not upward, f'{relative} ({own}) imports a layer at or above it: {upward}'
 
 
 def test_only_the_ros_adapter_imports_ros_packages():
     offenders = [f'{relative}: {name}' for relative, path in _sources()
-                 if relative.parts[0] not in ('ros', 'msg')
-                 for name in _imports(path) if name.split('.')[0] in ROS_MODULES]
+                 if _layer(relative) != 'ros' for name in _imports(path) if _is_ros(name)]
     assert not offenders, offenders
 
 
-def test_core_packages_do_not_import_the_ros_adapter():
-    offenders = [f'{relative}: {name}' for relative, path in _sources(*CORE_PACKAGES)
-                 for name in _imports(path)
-                 if name == 'evs_ros.ros' or name.startswith(('evs_ros.ros.', 'evs_ros.tools'))]
+def _is_ros(module: str) -> bool:
+    """A ROS package or our generated messages (only the ROS adapter may use them)."""
+    return module.split('.')[0] in ROS_MODULES or module.startswith('evs_ros.msg')
+
+
+def test_command_modules_import_no_other_command():
+    offenders = []
+    for relative, path in _sources():
+        if _layer(relative) != 'tools' or relative.stem in ('common', '__init__'):
+            continue
+        for name in _imports(path):
+            if name.startswith('evs_ros.tools.') and name.split('.')[2] != 'common':
+                offenders.append(f'{relative}: {name}')
     assert not offenders, offenders

@@ -6,6 +6,8 @@ import pytest
 
 from node_harness import NodeHarness, stamp, uniform_frame
 
+pytestmark = pytest.mark.slow
+
 FRAMES = 2000
 WARM_UP = 200
 IN_FLIGHT = 2  # frames published but not yet answered: the node is never idle...

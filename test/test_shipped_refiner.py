@@ -6,13 +6,15 @@ Refiner's training resolution, the annotated frame 4 propagations after the keyf
 docs/benchmarks.md has the full measurement (60 snippets, both Table 1 cases).
 """
 
+import pytest
 import torch
 
 from evs_ros.config import operating_point
-from evs_ros.models.backends import DEFAULT_REFINER, load_backend, load_refiner
-from evs_ros.evaluation import evaluate, synthetic_snippets
 from evs_ros.data.synth import snippet_seed
+from evs_ros.evaluation import evaluate, synthetic_snippets
+from evs_ros.models.backends import DEFAULT_REFINER, load_backend, load_refiner
 
+pytestmark = pytest.mark.slow
 torch.set_num_threads(1)
 
 

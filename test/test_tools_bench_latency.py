@@ -8,6 +8,8 @@ import pytest
 
 from evs_ros.tools import bench_latency, common
 
+pytestmark = pytest.mark.slow
+
 
 def test_parsers_accept_the_documented_forms_and_explain_typos():
     assert common.parse_sizes('1024x512, 2048X1024') == [(1024, 512), (2048, 1024)]

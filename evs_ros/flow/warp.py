@@ -109,8 +109,8 @@ def resize_flow(flow: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
     """Resize a flow field to ``size_hw = (h, w)`` and rescale its vectors accordingly.
 
     Shrinking by 2x or more samples the source pixel nearest to each target pixel centre
-    (``INTER_NEAREST_EXACT``): DIS flow is smooth at that scale (8 px patches every 4 px), and on
-    a cache-cold 2048x1024 flow this is about 3x cheaper than bilinear (0.27 vs 0.74 ms measured).
+    (``INTER_NEAREST_EXACT``): DIS flow is smooth at that scale (8 px patches every 4 px), and
+    it is several times cheaper than bilinear (docs/benchmarks.md, "Design measurements").
     Other sizes are resized bilinearly.
 
     Args:

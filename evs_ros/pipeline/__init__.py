@@ -1,8 +1,10 @@
-"""evs_ros.pipeline: operating points, keyframe scheduling, the synchronous pipeline and the
-real-time runtime (paper §3, design §3-4).
+"""evs_ros.pipeline: keyframe scheduling, IAM, the one per-frame stepper, the synchronous pipeline
+and the real-time runtime (paper §3, design §3-4).
 
-``EvsPipeline`` processes one stream synchronously (evaluation, tests); ``EvsRuntime`` /
-``EvsStream`` run the same steps in a flow worker per stream plus one shared inference worker.
+``FrameStepper`` (stepper.py) is the per-frame algorithm, written once. ``EvsPipeline`` drives it
+synchronously for one stream (evaluation, tests, ``evs run``/``evs bag``); ``EvsRuntime`` /
+``EvsStream`` drive it from a flow worker per stream, behind a latest-frame buffer, with one shared
+inference worker; ``RuntimePool`` (shared.py) shares runtimes between nodes of one process.
 Heavy imports (OpenCV, the flow module) happen when the classes are first used.
 """
 
@@ -12,15 +14,19 @@ from evs_ros.pipeline.scheduler import (
 )
 
 __all__ = [
-    'EvsPipeline', 'EvsRuntime', 'EvsStream', 'FrameInfo', 'FrameResult', 'InferenceWorker',
-    'KeyframeScheduler', 'effective_interval', 'keyframe_offset_for_eval', 'keyframe_pattern',
+    'EvsPipeline', 'EvsRuntime', 'EvsStream', 'FrameInfo', 'FrameResult', 'FrameStepper',
+    'InferenceWorker', 'InlineInference', 'KeyframeScheduler', 'RuntimePool',
+    'effective_interval', 'keyframe_offset_for_eval', 'keyframe_pattern',
 ]
 
 _LAZY = {
     'EvsPipeline': 'evs_ros.pipeline.pipeline',
     'EvsRuntime': 'evs_ros.pipeline.runtime',
     'EvsStream': 'evs_ros.pipeline.runtime',
+    'FrameStepper': 'evs_ros.pipeline.stepper',
     'InferenceWorker': 'evs_ros.pipeline.inference',
+    'InlineInference': 'evs_ros.pipeline.inference',
+    'RuntimePool': 'evs_ros.pipeline.shared',
 }
 
 

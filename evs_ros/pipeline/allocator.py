@@ -2,10 +2,11 @@
 
 The flow hot path allocates a few arrays of 0.5-16 MB per frame (flow fields, warped labels and
 probabilities). glibc serves blocks above its mmap threshold with fresh ``mmap`` calls and gives
-them back on free, so every frame pays page faults for them again; on virtualised hosts this was
-measured to cost more than the warping itself (``compute_iam`` at 512x256: 1.8 ms -> 0.43 ms once
-disabled). Real-time guides (e.g. the ROS 2 real-time programming notes) recommend the same: keep
-freed memory in the heap instead of returning it to the kernel.
+them back on free, so every frame pays page faults for them again; on virtualised hosts that can
+cost more than the warping itself (docs/benchmarks.md, "Design measurements"). Real-time guides
+(e.g. the ROS 2 real-time programming notes) recommend the same: keep freed memory in the heap
+instead of returning it to the kernel. The runtime's executables and the offline commands call
+:func:`tune_allocator` once at start-up.
 """
 
 import ctypes

@@ -6,11 +6,11 @@ n > k is processed. Meanwhile the flow worker kept computing flows n -> n-1; a
 per frame, so memory stays bounded however late the result is), and
 :meth:`PendingKeyframe.carry_forward` warps the keyframe state with it in one step.
 
-The chain is kept at 1/4 of the camera resolution (``CHAIN_DOWNSCALE``). Measured at 2048 x 1024
-on the 2-core dev CPU: composing at camera resolution costs 12.6 ms per frame per pending keyframe
-(more than DIS itself); at 1/4 it costs 1.1 ms, plus 0.8 ms per frame to downsample the flow and
-2.6 ms once per arrival to upsample the chain back. Keyframe labels come from probabilities at 1/4
-of the network input anyway, so little is lost.
+The chain is kept at 1/4 of the camera resolution (``CHAIN_DOWNSCALE``): composing at camera
+resolution costs more than DIS itself per frame and pending keyframe, at 1/4 about a tenth of
+that (docs/benchmarks.md, "Design measurements"). Keyframe labels come from probabilities at 1/4
+of the network input anyway, so little is lost. With an inline inference (the synchronous
+pipeline) a keyframe's result is there at once and no chain is ever built.
 """
 
 import time

@@ -6,7 +6,7 @@ S-th frame after the last keyframe (frames 0, S, 2S, ...). Adaptive mode (the pa
 a keyframe is forced when the inconsistent fraction reported by IAM, *summed over the frames
 propagated since the last keyframe*, exceeds a threshold, and never later than S_max frames after
 the last keyframe. The sum, not the last value: frame-to-frame inconsistency stays small (below
-1 % on Cityscapes, paper Fig. 7; 0.1-0.7 % on our synthetic benchmark) while the damage to the
+1 % on Cityscapes, paper Fig. 7; ours: docs/benchmarks.md, Figure 7) while the damage to the
 propagated labels accumulates with every step, so a per-frame threshold either never fires or
 fires on every frame.
 """

@@ -1,15 +1,14 @@
 """Per-stream propagation state and its update steps (paper §3.3-3.5, eq. 1-4).
 
-Shared by the synchronous :class:`~evs_ros.pipeline.pipeline.EvsPipeline` and the real-time
-:class:`~evs_ros.pipeline.runtime.EvsStream`, so both compute exactly the same labels.
+The steps of :class:`~evs_ros.pipeline.stepper.FrameStepper`, the one per-frame algorithm of the
+synchronous pipeline and the runtime; keyframe catch-up (:mod:`evs_ros.pipeline.catchup`) uses
+:func:`propagate` with flows composed over several frames.
 
 Labels at camera resolution come from the network's probabilities by an argmax at the probability
-resolution followed by a nearest-neighbour upsampling. Measured on the 2-core dev CPU for
-19 x 256 x 512 probabilities and a 2048 x 1024 camera: bilinear upsampling of the probabilities
-then argmax 83 ms, low-resolution argmax + nearest 12 ms. Keyframes and refined frames would
-otherwise cost more than DIS itself. On refined frames only the pixels the IAM mask touches take
-the refined labels; the others keep the full-resolution warped labels (eq. 4 restricted to where
-it matters).
+resolution followed by a nearest-neighbour upsampling: upsampling the probabilities first would
+make keyframes and refined frames cost more than DIS itself (docs/benchmarks.md, "Design
+measurements"). On refined frames only the pixels the IAM mask touches take the refined labels;
+the others keep the full-resolution warped labels (eq. 4 restricted to where it matters).
 """
 
 import time
@@ -33,8 +32,8 @@ class PropagationState:
         labels_low: uint8 (h, w) argmax labels at the probability resolution (IAM input).
         probs: float32 (C, h, w) probabilities. Like the features they are warped lazily:
             ``probs_flow`` says how to align them with the current frame. Operating points
-            without refinement never need them between keyframes, which saves ~15% of a
-            propagated frame at 2048x1024 (one 19-channel remap).
+            without refinement never need them between keyframes, which saves one C-channel
+            remap per propagated frame.
         probs_flow: float32 (h, w, 2) flow from the current frame to the frame ``probs`` are
             aligned with (composed at the probability resolution), or None if aligned.
         features: float32 (Cf, hf, wf) keyframe low-level features, or None. They are warped

@@ -7,8 +7,8 @@ The node converts every incoming message to numpy exactly once here and stays in
 
 Encoding copies the array once into an ``array.array('B')``: assigning ``bytes`` to a ``uint8[]``
 field of an rclpy message is checked element by element when field checks are on (always on
-Humble), which costs ~270 ms for a 2048x1024 rgb8 image instead of <1 ms (measured on a 2-core
-AMD EPYC, rclpy Jazzy, ROS_PYTHON_CHECK_FIELDS=1).
+Humble), which costs hundreds of times more for a large image (docs/benchmarks.md, "Design
+measurements").
 """
 
 import array

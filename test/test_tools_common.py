@@ -1,0 +1,70 @@
+"""The one options path of every `evs` command: defaults < --params < --set < shortcut flags."""
+
+import argparse
+import json
+
+import pytest
+
+from evs_ros.tools import common
+
+
+def parse(argv, **kwargs):
+    parser = argparse.ArgumentParser()
+    common.add_config_arguments(parser, **kwargs)
+    return parser.parse_args(argv)
+
+
+def test_unset_flags_keep_the_params_file(tmp_path):
+    params = tmp_path / 'p.yaml'
+    params.write_text('/**:\n  ros__parameters:\n    operating_point: {preset: EVS10}\n'
+                      '    model: {backend: "python:fake_models:make_model", refiner: ""}\n'
+                      '    flow: {scale: 0.5}\n')
+    config = common.build_config(parse(['--params', str(params)]))
+    assert config.operating_point.name == 'EVS10' and config.flow.scale == 0.5
+    assert config.model.backend == 'python:fake_models:make_model' and config.model.refiner == ''
+
+
+def test_set_overrides_the_file_and_shortcuts_override_set(tmp_path):
+    params = tmp_path / 'p.yaml'
+    params.write_text('flow:\n  scale: 0.5\noperating_point:\n  preset: EVS10\n')
+    config = common.build_config(parse([
+        '--config', str(params), '--set', 'flow.scale=0.25', '--set',
+        'operating_point.preset=EVS03', '--operating-point', 'evs7', '--refiner', 'none',
+        '--flow-threads', '2']))
+    assert config.flow.scale == 0.25 and config.operating_point.name == 'EVS07'
+    assert config.model.refiner == '' and config.runtime.flow_threads == 2
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--set', 'flow.scale'], 'is not KEY=VALUE'),
+    (['--set', 'flow.scale=fast'], "flow.scale='fast': must be a number"),
+    (['--set', 'flow.nothing=1'], "unknown setting 'flow.nothing'"),
+    (['--operating-point', 'EVS42'], "preset='EVS42': must be one of"),
+])
+def test_bad_options_name_the_setting(argv, message):
+    with pytest.raises(ValueError, match=message):
+        common.build_config(parse(argv))
+
+
+def test_sizes_in_both_orders():
+    assert common.parse_size('2048x1024') == (2048, 1024)
+    assert common.parse_size('513X1025', order='hw', minimum=2) == (513, 1025)
+    assert common.parse_size('') is None
+    assert common.parse_sizes('64x32, 128x64') == [(64, 32), (128, 64)]
+    with pytest.raises(ValueError, match='is not HEIGHTxWIDTH'):
+        common.parse_size('1x1', order='hw', minimum=2)
+
+
+def test_fail_prints_one_line_and_returns_2(capsys):
+    assert common.fail('eval', ValueError('first line\nsecond line')) == 2
+    assert capsys.readouterr().err == 'evs eval: error: first line\n'
+
+
+def test_json_is_written_without_nan(tmp_path):
+    path = tmp_path / 'deep' / 'r.json'
+    common.write_json(str(path), {'a': [1, None]})
+    assert json.loads(path.read_text()) == {'a': [1, None]}
+    with pytest.raises(ValueError):
+        common.write_json(str(path), {'a': float('nan')})
+    info = common.hardware_info()
+    assert info['cores'] >= 1 and common.hardware_line(info).endswith('cores')
