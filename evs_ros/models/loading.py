@@ -13,11 +13,14 @@ The node, every ``evs`` command, the benchmarks and training load models through
 """
 
 import logging
+import re
 from typing import Optional, Sequence
 
 from evs_ros.config import ModelConfig
 
 LOGGER = logging.getLogger('evs_ros')
+PLACEHOLDER_NAME = re.compile(r'^class_\d+$')
+"""The names a network without class names gets (``class_0`` ...)."""
 
 
 class ModelMismatchError(ValueError):
@@ -82,12 +85,12 @@ def _names_mismatch(model_names: Optional[Sequence[str]],
                     refiner_names: Optional[Sequence[str]]) -> Optional[str]:
     if not model_names or not refiner_names:
         return None
+    if any(PLACEHOLDER_NAME.match(str(name)) for name in list(model_names) + list(refiner_names)):
+        return None  # generated placeholder names (class_<i>): nothing to compare
     model_names = [_canonical(name) for name in model_names]
     refiner_names = [_canonical(name) for name in refiner_names]
     if model_names == refiner_names:
         return None
-    if any(name.startswith('class_') for name in model_names + refiner_names):
-        return None  # generated placeholder names: nothing to compare
     differ = next(i for i, (a, b) in enumerate(zip(model_names, refiner_names)) if a != b)
     return (f'class {differ} is {refiner_names[differ]!r} for the Refiner and '
             f'{model_names[differ]!r} for the network')

@@ -196,9 +196,29 @@ def _icnet_step(network, batch, device) -> torch.Tensor:
     return cascade_loss(network(data, return_aux=True), labels)
 
 
+def check_label_ids(labels: torch.Tensor, num_classes: int, ignore: int = 255) -> None:
+    """ValueError when ``labels`` (int64, any shape) hold an id the network cannot predict."""
+    valid = labels[labels != ignore]
+    if valid.numel() and int(valid.max()) >= num_classes:
+        raise ValueError(f'the labels hold class id {int(valid.max())} but the network predicts '
+                         f'{num_classes} classes: the dataset must be labelled in the '
+                         "network's own ids (Cityscapes trainIds for a Cityscapes network)")
+
+
+def check_dataset_labels(dataset: RefinerPairs, num_classes: int, limit: int = 8) -> None:
+    """:func:`check_label_ids` on up to ``limit`` label files spread over ``dataset`` (before
+    training starts; every batch is checked again while training)."""
+    from evs_ros.data.cityscapes import read_labels
+    chosen = np.linspace(0, len(dataset.items) - 1, min(limit, len(dataset.items)))
+    for index in sorted(set(chosen.round().astype(int))):
+        labels = read_labels(dataset.items[index][2])
+        check_label_ids(torch.from_numpy(labels.astype(np.int64)), num_classes)
+
+
 def _refiner_step(outside_weight: float):
     def step(network, batch, device) -> torch.Tensor:
         data, probs, features, mask, labels = (tensor.to(device) for tensor in batch)
+        check_label_ids(labels, network.num_classes)
         logits = network(data, probs, features)['logits']
         return masked_segmentation_loss(logits, labels, mask, outside_weight)
     return step
@@ -226,6 +246,7 @@ def train_refiner(config: TrainConfig, teacher=None) -> Dict[str, float]:
                    'width_mult': config.width_mult, 'residual': config.residual}
     dataset = RefinerPairs(config.data_root, config.split, config.crop_hw, teacher,
                            config.max_gap, config.seed, config.flow, config.iam)
+    check_dataset_labels(dataset, arch_config['num_classes'])
     class_names = getattr(teacher, 'class_names', None)
     trainer = Trainer(config, 'refiner', RefinerNet(**arch_config), arch_config, dataset,
                       _refiner_step(config.outside_weight), class_names,

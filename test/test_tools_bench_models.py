@@ -1,0 +1,91 @@
+"""`evs bench models` (ICNet, SegFormer-B0..B5 with real shapes, their Refiners) and `evs bench`
+with an hf: network, at tiny sizes: the reports' contents, never timings."""
+
+import json
+
+import pytest
+
+from evs_ros.models.hf_random import (RANDOM_MARKER, SEGFORMER_SHAPES, random_segformer,
+                                      save_random_segformer, segformer_variant)
+from evs_ros.tools import cli
+from tiny_hf import save_tiny_model
+
+PUBLISHED_PARAMETERS_M = {'b0': 3.7, 'b2': 27.4}  # SegFormer paper Table 1: 3.8 and 27.5 in all
+
+
+@pytest.mark.parametrize('variant', ['b0', 'b2'])
+def test_random_segformers_have_the_published_shapes(variant):
+    network = random_segformer(variant)
+    config = network.config
+    assert config.hidden_sizes == SEGFORMER_SHAPES[variant]['hidden_sizes']
+    assert config.depths == SEGFORMER_SHAPES[variant]['depths']
+    assert config.num_labels == 19 and config.id2label[0] == 'road'
+    parameters_m = sum(p.numel() for p in network.parameters()) / 1e6
+    assert parameters_m == pytest.approx(PUBLISHED_PARAMETERS_M[variant], abs=0.1)
+
+
+def test_variant_names():
+    assert segformer_variant('SegFormer-B2') == segformer_variant('b2') == 'b2'
+    with pytest.raises(ValueError, match='segformer-b0, segformer-b1'):
+        segformer_variant('segformer-b9')
+
+
+def test_bench_models_writes_json_and_markdown(tmp_path):
+    out = tmp_path / 'models.json'
+    assert cli.main(['bench', 'models', '--out', str(out), '--networks', 'icnet,segformer-b0',
+                     '--widths', '0.25', '--sizes', '64x32,96x48', '--threads', '1',
+                     '--repeats', '1', '--warmup', '0']) == 0
+    report = json.loads(out.read_text())
+    rows = report['rows']
+    assert [(r['network'], r['input_wh']) for r in rows] == [
+        ('icnet', [64, 32]), ('segformer-b0', [64, 32]),
+        ('icnet', [96, 48]), ('segformer-b0', [96, 48])]
+    assert [r['feature_channels'] for r in rows[:2]] == [64, 32]
+    assert rows[0]['width_mult'] == 0.25 and rows[1]['width_mult'] is None
+    for row in rows:
+        assert row['network_ms_median'] > 0 and row['refiner_ms_median'] > 0
+        assert row['refiner_speedup_vs_network'] == pytest.approx(
+            row['network_ms_median'] / row['refiner_ms_median'], rel=0.02, abs=0.01)
+    assert {'cpu', 'cores', 'torch'} <= set(report['hardware'])
+    markdown = (tmp_path / 'models.md').read_text()
+    assert markdown.count('| segformer-b0 |') == 2 and '| icnet | 0.25 | 96x48 | 1 |' in markdown
+
+
+@pytest.mark.parametrize('option, value, message', [
+    ('--networks', 'icnet,segformer-b9', 'unknown SegFormer variant'),
+    ('--threads', 'two', 'is not a comma list of thread counts'),
+    ('--sizes', '64', 'is not WIDTHxHEIGHT'),
+])
+def test_bench_models_bad_options(tmp_path, capsys, option, value, message):
+    assert cli.main(['bench', 'models', '--out', str(tmp_path / 'm.json'), option, value]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
+
+
+def bench_hf(tmp_path, model_dir):
+    out = tmp_path / 'bench'
+    assert cli.main(['bench', '--quick', '--out', str(out), '--synth-snippets', '1',
+                     '--resolution', '128x64', '--backend', f'hf:{model_dir}', '--refiner', '',
+                     '--operating-points', 'EVS02', 'EVS03', '--figure-propagations', '0',
+                     '--device', 'cpu']) == 0
+    return json.loads((out / 'bench.json').read_text()), (out / 'bench.md').read_text()
+
+
+def test_bench_tables_with_a_random_segformer(tmp_path):
+    model_dir = save_random_segformer('b0', str(tmp_path / 'segformer-b0'))
+    assert (tmp_path / 'segformer-b0' / RANDOM_MARKER).is_file()
+    report, markdown = bench_hf(tmp_path, model_dir)
+    assert [e['name'] for e in report['operating_points']] == ['PERFRAME', 'EVS02', 'EVS03']
+    assert [row['case'] for row in report['table1']['rows']] == ['S=2']
+    assert report['class_names'][:2] == ['road', 'sidewalk']
+    assert len(report['accuracy_notes']) == 1 and 'random weights' in markdown
+    assert 'not the 19 Cityscapes classes' not in markdown
+
+
+def test_bench_says_when_the_classes_are_not_cityscapes(tmp_path):
+    names = {0: 'floor', 1: 'wall', 2: 'robot'}
+    model_dir = save_tiny_model('segformer', tmp_path / 'own', id2label=names)
+    report, markdown = bench_hf(tmp_path, model_dir)
+    assert report['class_names'] == ['floor', 'wall', 'robot']
+    assert 'not the 19 Cityscapes classes (floor, wall, robot)' in markdown
+    assert 'random weights' not in markdown
