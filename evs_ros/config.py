@@ -136,9 +136,14 @@ class OperatingPoint:
         (0.0, 1.0))
     max_keyframe_interval: int = setting(10, 'adaptive: S_max, longest run without a keyframe',
                                          (1, 1000))
+    flow_scale: float = setting(0.0, 'flow on frames resized by this factor at this operating '
+                                'point (0 = flow.scale)', (0.0, 1.0))
 
     def __post_init__(self):
         validate_fields('operating_point', self)
+        _check(self.flow_scale == 0.0 or self.flow_scale >= 0.05,
+               f'operating_point.flow_scale={self.flow_scale}: must be 0 (use flow.scale) or in '
+               '[0.05, 1.0]')
         _check(not (self.refine and not self.warp),
                'operating_point.refine=True: needs operating_point.warp=True (R refines warped '
                'labels)')
@@ -231,6 +236,19 @@ class RuntimeConfig:
                                      (1, 64), restart=True)
     input_queue_size: int = setting(1, 'latest-frame buffer length: older unprocessed frames are '
                                     'dropped and counted', (1, 64), restart=True)
+    flow_prefetch_threads: int = setting(
+        0, 'extra threads per stream that compute DIS for frames waiting in the buffer while the '
+        'flow worker propagates (0 = the flow worker alone, as the paper)', (0, 16), restart=True)
+    keyframe_priority: str = setting(
+        'stalest', 'which stream the shared network serves first when several wait: stalest '
+        '(the oldest labels) or round_robin', choices=('stalest', 'round_robin'), restart=True)
+    keyframe_batch: int = setting(1, 'up to this many waiting keyframes of several cameras run '
+                                  'in one network call (worthwhile on a GPU)', (1, 16),
+                                  restart=True)
+    wait_for_keyframes: bool = setting(
+        False, 'before a stream requests a keyframe, wait for its previous one (honours S exactly '
+        'when frames come faster than the network: offline runs, benchmarks); off: never wait, '
+        'late keyframes are carried forward (live cameras)', restart=True)
 
     def __post_init__(self):
         validate_fields('runtime', self)
@@ -271,6 +289,13 @@ class EvsConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+
+
+def effective_flow(config: 'EvsConfig', op: Optional[OperatingPoint] = None) -> FlowConfig:
+    """The flow settings in force at ``op`` (default: the config's operating point): its own
+    ``flow_scale`` when set, else ``flow.scale``."""
+    op = op or config.operating_point
+    return replace(config.flow, scale=op.flow_scale) if op.flow_scale else config.flow
 
 
 SECTIONS = {f.name: f.type for f in fields(EvsConfig)}

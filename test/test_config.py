@@ -80,7 +80,8 @@ def test_shipped_params_file_lists_every_setting_with_its_default(tmp_path):
                      - {f'operating_point.{f}' for f in ('downscale', 'keyframe_interval', 'warp',
                                                          'refine', 'adaptive',
                                                          'adaptive_threshold',
-                                                         'max_keyframe_interval')})
+                                                         'max_keyframe_interval',
+                                                         'flow_scale')})
     assert not missing, f'config/evs.yaml does not list {missing}'
 
 
@@ -100,3 +101,13 @@ def test_operating_point_names_are_canonical():
     assert operating_point(' Adaptive ').name == 'ADAPTIVE'
     assert operating_point('perframe').keyframe_interval == 1
     assert FlowConfig().dis_preset == 'ultrafast'
+
+
+def test_an_operating_point_may_carry_its_own_flow_scale():
+    from evs_ros.config import effective_flow
+    config = config_from_flat({'flow.scale': 0.5, 'operating_point.preset': 'EVS14'})
+    assert effective_flow(config).scale == 0.5
+    scaled = config_from_flat({'operating_point.flow_scale': 0.25}, config)
+    assert effective_flow(scaled).scale == 0.25 and scaled.flow.scale == 0.5
+    with pytest.raises(ValueError, match='flow_scale=0.01: must be 0'):
+        config_from_flat({'operating_point.flow_scale': 0.01})

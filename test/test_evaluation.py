@@ -7,6 +7,7 @@ accuracy through flow errors only.
 
 import json
 import math
+import time
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ from evs_ros.data.labels import CLASS_NAMES, IGNORE
 from evs_ros.data.synth import SynthConfig, render_snippet
 from evs_ros.models.base import Prediction
 from evs_ros.evaluation import EvalSnippet, cityscapes_snippets, evaluate, table1
+from evs_ros.evaluation.runtime_runs import runtime_first_frame
 from evs_ros.pipeline.pipeline import downscale_image
 from evs_ros.pipeline.scheduler import effective_interval
 from evs_ros.tools.common import parse_operating_points
@@ -173,3 +175,47 @@ def test_cityscapes_reader_gives_annotated_frame_and_resizes(tmp_path):
     np.testing.assert_array_equal(snippets[0].gt_labels, small[19].labels)
     resized = next(cityscapes_snippets(str(tmp_path), 'val', size_wh=(32, 16)))
     assert resized.frames[0].shape == (16, 32, 3) and resized.gt_labels.shape == (16, 32)
+
+
+class SlowOracle(OracleModel):
+    """The oracle, taking ``delay_s`` per keyframe like a network slower than the flow."""
+
+    def __init__(self, delay_s):
+        super().__init__()
+        self.delay_s = delay_s
+
+    def predict(self, image_bgr):
+        time.sleep(self.delay_s)
+        return super().predict(image_bgr)
+
+
+def runtime_report(rendered, model, names):
+    for frame in rendered:
+        model.register(frame.image_bgr, frame.labels)
+    snippet = EvalSnippet('synth', [f.image_bgr for f in rendered], rendered[19].labels, 19)
+    ops = [OPERATING_POINTS[name] for name in names]
+    return evaluate([snippet], model, None, ops, EvsConfig(), runtime=True)
+
+
+def test_runtime_keys_every_scheduled_keyframe_and_the_oracle_score(rendered):
+    report = runtime_report(rendered, OracleModel(), ['EVS03', 'EVS10', 'EVS14'])
+    json.dumps(report, allow_nan=False)
+    assert report['perframe_hz_both_cores'] > 0
+    entries = by_name(report)
+    assert entries[BASELINE.name]['runtime_speedup'] == 1.0
+    for name in ('EVS03', 'EVS10', 'EVS14'):
+        op, entry = OPERATING_POINTS[name], entries[name]
+        assert entry['runtime_hz'] > 0 and entry['runtime_speedup'] > 0
+        first = runtime_first_frame(op, 19)
+        assert entry['runtime_keyframes'] == math.ceil((30 - first) / op.keyframe_interval)
+        assert 0.0 < entry['runtime_miou'] <= 1.0
+
+
+def test_runtime_accuracy_sees_keyframes_that_arrive_late(rendered):
+    """A network slower than S frames of flow: the annotated frame still derives from the
+    keyframe one interval earlier (age 2S-1), which the synchronous protocol never shows."""
+    report = runtime_report(rendered, SlowOracle(0.12), ['EVS03'])
+    entry = by_name(report)['EVS03']
+    assert entry['propagations_at_annotated'] == 1
+    assert entry['runtime_ages_at_annotated'] == [3]
+    assert entry['runtime_miou'] < entry['miou']

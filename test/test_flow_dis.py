@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from evs_ros.config import FlowConfig
-from evs_ros.flow import FlowEstimator, create_dis, dis_parameters, to_gray, warp_labels
 from evs_ros.data.sample_clips import ensure_bikes_clip, read_frames
+from evs_ros.flow import FlowEstimator, create_dis, dis_parameters, to_gray, warp_labels
 
 SHIFT_X, SHIFT_Y = 5.0, -3.0  # content moves by this from the previous to the current frame
 PAPER_DIS = dict(finest_scale=2, patch_size=8, patch_stride=4, gd_iterations=12,
@@ -111,3 +111,24 @@ def test_mismatched_frames_raise():
     with pytest.raises(ValueError, match='to_gray'):
         FlowEstimator(FlowConfig()).calc(np.zeros((8, 8, 3), np.uint8),
                                          np.zeros((8, 8, 3), np.uint8))
+
+
+def test_reduced_flow_shrinks_each_frame_once_and_matches_a_fresh_estimator(monkeypatch):
+    """Streaming frames a, b, c: b is shrunk once (as the current frame, then reused as the
+    previous one), and the flows equal those of estimators that never saw the earlier frames."""
+    import evs_ros.flow.dis as dis_module
+    rng = np.random.default_rng(1)
+    # 320x160 shrunk to 160x80: below about 100x50 OpenCV's DIS keeps state between calls.
+    base = cv2.GaussianBlur(rng.integers(0, 255, (160, 340), dtype=np.uint8), (0, 0), 2.0)
+    a, b, c = (np.ascontiguousarray(base[:, 3 * i:3 * i + 320]) for i in range(3))
+    config = FlowConfig(scale=0.5)
+    shrunk = []
+    real_resize = dis_module.cv2.resize
+    monkeypatch.setattr(dis_module.cv2, 'resize', lambda image, *args, **kwargs: (
+        shrunk.append(image.shape) if image.ndim == 2 else None) or real_resize(
+        image, *args, **kwargs))
+    streaming = FlowEstimator(config)
+    flows = [streaming.calc(b, a), streaming.calc(c, b)]
+    assert len(shrunk) == 3  # a, b, c
+    monkeypatch.setattr(dis_module.cv2, 'resize', real_resize)
+    np.testing.assert_array_equal(flows[1], FlowEstimator(config).calc(c, b))

@@ -14,6 +14,7 @@ import pytest
 from evs_ros.config import EvsConfig, IamConfig, RuntimeConfig, operating_point
 from evs_ros.models.base import Prediction
 from evs_ros.pipeline import EvsPipeline, EvsStream
+from evs_ros.pipeline.flow_prefetch import PrefetchedFlow
 from evs_ros.pipeline.inference import InlineInference
 
 NUM_CLASSES = 5
@@ -117,3 +118,28 @@ def test_parity_holds_across_config_switches_and_a_resolution_change():
     assert_same(sync_results, run_runtime_inline(config, images, switches))
     assert any(r.info.refined for r in sync_results)
     assert sync_results[10].info.keyframe  # the resolution change
+
+
+@pytest.mark.parametrize('name', ['EVS02', 'EVS05', 'EVS08', 'ADAPTIVE'])
+def test_flows_prefetched_on_other_cores_change_nothing(name, monkeypatch):
+    """Frames fed as fast as the stream takes them (a buffer of 4, nothing dropped) with two
+    prefetch threads computing the flows of waiting frames: still the synchronous outputs."""
+    used = []
+    original = PrefetchedFlow.result
+    monkeypatch.setattr(PrefetchedFlow, 'result', lambda self, *args: used.append(
+        original(self, *args)) or used[-1])
+    config = EvsConfig(operating_point=operating_point(name),
+                       runtime=RuntimeConfig(input_queue_size=4, flow_prefetch_threads=2))
+    images = frames(16)
+    results = []
+    stream = EvsStream(config, InlineInference(TextureModel(), MixingRefiner(), False),
+                       results.append, name='prefetch')
+    try:
+        for index, image in enumerate(images):
+            assert stream.submit(image, stamp_ns=1000 + index, wait=True)
+        assert stream.drain(30.0)
+    finally:
+        assert stream.close()
+    assert_same(run_sync(config, images, {}), results)
+    prefetched = sum(flows is not None for flows in used)
+    assert prefetched >= 4 if operating_point(name).warp else prefetched == 0

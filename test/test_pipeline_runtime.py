@@ -332,6 +332,69 @@ def test_inference_worker_is_round_robin_over_streams():
     assert worker.close()
 
 
+@pytest.mark.parametrize('policy, expected', [('stalest', ['blocker', 'c', 'a', 'b']),
+                                              ('round_robin', ['blocker', 'a', 'b', 'c'])])
+def test_the_stalest_stream_gets_the_network_first(policy, expected):
+    """Keyframes waiting together: the stream showing the oldest labels runs first, unless the
+    policy is round_robin (streams in turn)."""
+    worker = InferenceWorker(model=None, policy=policy)
+    keys = [worker.register() for _ in range(4)]
+    gate, started, order = threading.Event(), threading.Event(), []
+
+    def job(tag, block=False):
+        def work():
+            started.set()
+            if block:
+                gate.wait(TIMEOUT_S)
+            order.append(tag)
+        return work
+
+    worker.submit(keys[3], 'keyframe', 0, job('blocker', block=True))
+    assert started.wait(TIMEOUT_S)
+    requests = [worker.submit(key, 'keyframe', 0, job(tag), priority=age)
+                for key, tag, age in zip(keys, 'abc', (3, 1, 9))]
+    gate.set()
+    assert all(request.wait(TIMEOUT_S) for request in requests)
+    assert order == expected
+    assert worker.close()
+
+
+class BatchRecordingModel:
+    """predict_batch records its batch sizes; the first call blocks until released."""
+
+    num_classes = NUM_CLASSES
+
+    def __init__(self):
+        self.batches, self.gate, self.started = [], threading.Event(), threading.Event()
+
+    def predict(self, image_bgr):
+        return self.predict_batch([image_bgr])[0]
+
+    def predict_batch(self, images):
+        self.started.set()
+        if not self.batches:
+            self.gate.wait(TIMEOUT_S)
+        self.batches.append(len(images))
+        return [Prediction(np.full((NUM_CLASSES, 4, 8), 0.25, np.float32)) for _ in images]
+
+
+def test_keyframes_of_several_streams_run_as_one_batch():
+    from evs_ros.pipeline.stepper import KeyframeWork
+    model = BatchRecordingModel()
+    worker = InferenceWorker(model, batch=3)
+    keys = [worker.register() for _ in range(4)]
+    frame = np.zeros((16, 32, 3), np.uint8)
+    first = worker.submit(keys[0], 'keyframe', 0, KeyframeWork(model, frame, 1.0))
+    assert model.started.wait(TIMEOUT_S)
+    waiting = [worker.submit(key, 'keyframe', 0, KeyframeWork(model, frame, 1.0))
+               for key in keys[1:]]
+    model.gate.set()
+    assert all(request.wait(TIMEOUT_S) and request.ok for request in [first] + waiting)
+    assert model.batches == [1, 3]  # three waiting keyframes of one size: one call
+    assert all(request.result.labels.shape == (16, 32) for request in waiting)
+    assert worker.close()
+
+
 @pytest.mark.parametrize('streams', [2])
 def test_two_streams_share_one_network(streams):
     config = EvsConfig(operating_point=OperatingPoint(name='S2', keyframe_interval=2))

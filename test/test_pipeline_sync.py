@@ -244,3 +244,16 @@ def test_real_icnet_refiner_and_dis_end_to_end():
     for result in results:
         assert result.labels.shape == (HEIGHT, WIDTH) and result.labels.max() < 19
         assert result.probs.shape == (19, HEIGHT // 4, WIDTH // 4)
+
+
+def test_an_operating_point_flow_scale_switches_the_estimator_at_run_time(textured_frames):
+    from dataclasses import replace as replace_op
+    from evs_ros.config import EvsConfig, operating_point as preset
+    from evs_ros.flow import FlowEstimator
+    config = EvsConfig(operating_point=preset('EVS07'))
+    pipeline = EvsPipeline(config, IntensityModel())
+    pipeline.process(textured_frames[0])
+    pipeline.set_operating_point(replace_op(preset('EVS07'), flow_scale=0.5))
+    pipeline.process(textured_frames[1])
+    estimator = pipeline._stepper._flow  # the stepper's own DIS: built for the new scale
+    assert isinstance(estimator, FlowEstimator) and estimator.config.scale == 0.5

@@ -51,8 +51,13 @@ def test_bench_quick_with_fake_backend_writes_json_markdown_and_plots(tmp_path):
     assert report['figure6']['propagations'] == [0, 1, 2, 3, 4]
     assert set(report['figure7']['by_propagations']) == {'1', '2', '4'}
     assert report['data']['kind'] == 'synthetic' and report['data']['split'] == 'test'
+    assert report['perframe_hz_both_cores'] > 0
+    for entry in report['operating_points']:
+        assert entry['runtime_speedup'] > 0 and entry['runtime_hz'] > 0, entry['name']
+        assert 0.0 <= entry['runtime_miou'] <= 1.0, entry['name']
     markdown = (out / 'bench.md').read_text()
     assert '| PERFRAME |' in markdown and 'Table 1' in markdown and 'Figure 6' in markdown
+    assert 'The runtime on both cores' in markdown and '| EVS07 |' in markdown
     for name in ('speed_accuracy.png', 'figure6.png', 'figure7.png', 'table1.png'):
         assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
 

@@ -7,16 +7,17 @@ fraction after 1, 2 and 4 propagations, collected from the DIS runs of Figure 6.
 
 import math
 from dataclasses import replace
-from typing import Dict, List
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
-from evs_ros.config import EvsConfig, OperatingPoint
+from evs_ros.config import EvsConfig, FlowConfig, OperatingPoint
 from evs_ros.data.labels import CLASS_NAMES
 from evs_ros.data.metrics import ConfusionMatrix
 from evs_ros.evaluation.operating_points import finite_or_none
 from evs_ros.evaluation.snippets import EvalSnippet
 from evs_ros.pipeline.pipeline import EvsPipeline
+from evs_ros.pipeline.stats import percentiles
 
 FIGURE7_PROPAGATIONS = (1, 2, 4)
 FIGURE7_BINS_PERCENT = tuple(float(edge) for edge in np.arange(0.0, 10.5, 0.5)) + (100.0,)
@@ -28,19 +29,25 @@ class PropagationStudy:
     Args:
         model: the ``SegmentationModel`` giving the keyframe labels.
         max_propagations: largest N (the annotated frame is N frames after the keyframe).
-        methods: flow methods compared (``FlowConfig.method``).
+        methods: flow methods compared (``FlowConfig.method``), when ``flows`` is not given.
         config: flow / IAM settings; its flow method is replaced per method.
+        flows: ``{label: FlowConfig}`` compared instead of ``methods`` (e.g. flow scales). Figure
+            7 is collected from the first one.
     """
 
     def __init__(self, model, max_propagations: int = 10, methods=('dis', 'farneback'),
-                 config: EvsConfig = EvsConfig(), num_classes: int = len(CLASS_NAMES)):
+                 config: EvsConfig = EvsConfig(), num_classes: int = len(CLASS_NAMES),
+                 flows: Optional[Mapping[str, FlowConfig]] = None):
         self.max_propagations = int(max_propagations)
-        self._pipelines = {method: EvsPipeline(
-            replace(config, flow=replace(config.flow, method=method)), model)
-            for method in methods}
-        self._confusions = {(method, n): ConfusionMatrix(num_classes) for method in methods
+        if flows is None:
+            flows = {method: replace(config.flow, method=method) for method in methods}
+        self._pipelines = {label: EvsPipeline(replace(config, flow=flow), model)
+                           for label, flow in flows.items()}
+        self._fraction_label = next(iter(flows))
+        self._confusions = {(label, n): ConfusionMatrix(num_classes) for label in flows
                             for n in range(self.max_propagations + 1)}
         self._fractions: Dict[int, List[float]] = {k: [] for k in FIGURE7_PROPAGATIONS}
+        self._flow_ms: Dict[str, List[float]] = {label: [] for label in flows}
 
     @staticmethod
     def propagation_op(propagations: int) -> OperatingPoint:
@@ -60,7 +67,8 @@ class PropagationStudy:
                     result = pipeline.process(snippet.frames[index])
                     infos.append(result.info)
                 self._confusions[(method, n)].update(result.labels, snippet.gt_labels)
-                if method == 'dis':
+                self._flow_ms[method] += [info.flow_ms for info in infos if info.flow_ms > 0]
+                if method == self._fraction_label:
                     self._collect_fractions(infos)
 
     def _collect_fractions(self, infos) -> None:
@@ -75,7 +83,8 @@ class PropagationStudy:
         for method in self._pipelines:
             mious = [self._confusions[(method, n)].miou()
                      for n in range(self.max_propagations + 1)]
-            methods[method] = {'miou': [finite_or_none(v) for v in mious]}
+            methods[method] = {'miou': [finite_or_none(v) for v in mious],
+                               'flow_ms_p50': percentiles(self._flow_ms[method])['p50']}
         return {'propagations': list(range(self.max_propagations + 1)), 'methods': methods,
                 'setting': 'W on, R off, D=1; keyframe N frames before the annotated frame'}
 

@@ -80,3 +80,42 @@ def figures_markdown(report) -> List[str]:
                         else 100 * entry['below_5_percent'])
         lines.append(f"| {k} | {entry['n']} | {cells[0]} | {cells[1]} | {share} |")
     return lines + ['']
+
+
+PAPER_SPEEDUP = {'EVS03': 2.0, 'EVS05': 3.0, 'EVS07': 4.9, 'EVS10': 9.7, 'EVS12': 16.5,
+                 'EVS14': 27.1}
+"""Paper Table 2: speedup over per-frame ICNet (GPU network, CPU flow in parallel)."""
+PAPER_MIOU_DROP = {'EVS03': 1.1, 'EVS07': 5.1, 'EVS10': 11.1, 'EVS14': 21.3}
+"""Paper Table 2: mIoU points lost against per-frame ICNet."""
+
+
+def runtime_markdown(report) -> List[str]:
+    """Markdown lines: the runtime on both cores next to the synchronous figures and the
+    paper's targets (empty when the runtime was not run)."""
+    if 'perframe_hz_both_cores' not in report:
+        return []
+    entries = report['operating_points']
+    base = entries[0]
+    lines = ['## The runtime on both cores (every frame labelled, late keyframes included)', '',
+             f"Per-frame network with all threads: {report['perframe_hz_both_cores']} Hz. "
+             'Speedups against it; mIoU change against the per-frame network.', '',
+             '| op | runtime Hz | runtime speedup | paper | runtime mIoU % | change, points | '
+             'paper | sync speedup (1 core) | sync change |', '|' + '---|' * 9]
+    for e in entries[1:]:
+        drop = PAPER_MIOU_DROP.get(e['name'])
+        lines.append(f"| {e['name']} | {_cell(e.get('runtime_hz'))} | "
+                     f"{_cell(e.get('runtime_speedup'), 2, 'x')} | "
+                     f"{_cell(PAPER_SPEEDUP.get(e['name']), 1, 'x')} | "
+                     f"{iou_cell(e.get('runtime_miou'))} | "
+                     f"{_change(e.get('runtime_miou'), base['miou'])} | "
+                     f"{_cell(None if drop is None else -drop)} | "
+                     f"{_cell(e['speedup'], 2, 'x')} | {_change(e['miou'], base['miou'])} |")
+    return lines + ['']
+
+
+def _cell(value, digits: int = 1, prefix: str = '') -> str:
+    return '-' if value is None else f'{prefix}{value:.{digits}f}'
+
+
+def _change(miou, base) -> str:
+    return '-' if miou is None or base is None else f'{100 * (miou - base):+.1f}'

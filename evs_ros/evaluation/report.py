@@ -11,7 +11,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from evs_ros.config import BASELINE, OPERATING_POINTS, EvsConfig, OperatingPoint
 from evs_ros.data.labels import CLASS_NAMES
 from evs_ros.evaluation.figures import PropagationStudy
-from evs_ros.evaluation.operating_points import OperatingPointEvaluator
+from evs_ros.evaluation.operating_points import OperatingPointEvaluator, finite_or_none
 from evs_ros.evaluation.snippets import EvalSnippet
 
 TABLE1_PAIRS = (('S=2', 'EVS03', 'EVS02'), ('S=5', 'EVS07', 'EVS06'))
@@ -64,8 +64,8 @@ def model_class_names(model) -> List[str]:
 def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
              operating_points: Sequence[OperatingPoint] = tuple(OPERATING_POINTS.values()),
              config: EvsConfig = EvsConfig(), figure_propagations: int = 0,
-             progress=None) -> Dict[str, object]:
-    """Evaluate operating points (and optionally Figures 6-7) over ``snippets``.
+             progress=None, runtime: bool = False) -> Dict[str, object]:
+    """Evaluate operating points (and optionally Figures 6-7 and the runtime) over ``snippets``.
 
     Args:
         snippets: :class:`EvalSnippet` iterable, consumed once (one snippet in memory at a time).
@@ -74,6 +74,9 @@ def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
         config: flow / IAM settings.
         figure_propagations: largest N of Figure 6 (0 = skip Figures 6 and 7).
         progress: optional callable ``progress(snippet)`` after each snippet (e.g. tqdm update).
+        runtime: also run every operating point through the two-worker runtime on both cores
+            (:mod:`evs_ros.evaluation.runtime_runs`): ``runtime_hz``, ``runtime_speedup``,
+            ``runtime_miou`` per operating point, ``perframe_hz_both_cores`` at the top.
 
     Returns:
         ``{'resolution' ('WxH'), 'snippets', 'operating_points', 'table1', 'figure6',
@@ -85,21 +88,57 @@ def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
     if figure_propagations > 0:
         study = PropagationStudy(model, figure_propagations, config=config,
                                  num_classes=len(class_names))
+    extra = _runtime_parts(model, refiner, operating_points, config, class_names, runtime)
     names, resolution = [], None
-    for snippet in snippets:
-        if not names:
-            evaluator.warm_up(snippet)
-            resolution = f'{snippet.frames[0].shape[1]}x{snippet.frames[0].shape[0]}'
-        evaluator.add(snippet)
-        if study is not None:
-            study.add(snippet)
-        names.append(snippet.name)
-        if progress is not None:
-            progress(snippet)
+    try:
+        for snippet in snippets:
+            if not names:
+                _warm_up(snippet, evaluator, extra)
+                resolution = f'{snippet.frames[0].shape[1]}x{snippet.frames[0].shape[0]}'
+            for part in (evaluator, study) + extra:
+                if part is not None:
+                    part.add(snippet)
+            names.append(snippet.name)
+            if progress is not None:
+                progress(snippet)
+    finally:
+        if extra:
+            extra[0].close()
     if not names:
         raise ValueError('no annotated snippet to evaluate (check --data/--split)')
     results = evaluator.results()
-    return {'resolution': resolution, 'snippets': names, 'operating_points': results,
-            'table1': table1(results),
-            'figure6': study.figure6() if study else None,
-            'figure7': study.figure7() if study else None}
+    report = {'resolution': resolution, 'snippets': names, 'operating_points': results,
+              'table1': table1(results),
+              'figure6': study.figure6() if study else None,
+              'figure7': study.figure7() if study else None}
+    if extra:
+        _merge_runtime(report, *extra)
+    return report
+
+
+def _runtime_parts(model, refiner, operating_points, config, class_names, runtime: bool):
+    """(RuntimeEvaluator, BothCoresBaseline) when ``runtime``, else ()."""
+    if not runtime:
+        return ()
+    from evs_ros.evaluation.runtime_runs import BothCoresBaseline, RuntimeEvaluator
+    return (RuntimeEvaluator(model, refiner, operating_points, config, len(class_names)),
+            BothCoresBaseline(model, config))
+
+
+def _warm_up(snippet: EvalSnippet, evaluator, extra) -> None:
+    evaluator.warm_up(snippet)
+    if extra:
+        extra[0].warm_up(snippet)
+
+
+def _merge_runtime(report: Dict[str, object], runtime_evaluator, baseline) -> None:
+    """Add the runtime's keys to every operating point's entry (the baseline's by definition)."""
+    perframe_hz = baseline.hz
+    report['perframe_hz_both_cores'] = finite_or_none(perframe_hz, 3)
+    by_name = runtime_evaluator.results(perframe_hz)
+    for entry in report['operating_points']:
+        if entry['name'] == BASELINE.name:
+            entry.update(runtime_hz=report['perframe_hz_both_cores'], runtime_speedup=1.0,
+                         runtime_miou=entry['miou'])
+        else:
+            entry.update(by_name.get(entry['name'], {}))

@@ -94,3 +94,30 @@ def snippet_source(data_root: Optional[str] = None, split: str = 'val', synth_co
     seeds = [snippet_seed(SYNTH_TEST_SPLIT, synth_seed, i) for i in range(count)]
     described = {'kind': 'synthetic', 'split': SYNTH_TEST_SPLIT, 'seeds': seeds}
     return synthetic_snippets(seeds, size_wh), count, described
+
+
+def labelled_clips(data_root: Optional[str], split: str, count: int, synth_seed: int = 0,
+                   size_wh: Optional[Tuple[int, int]] = None) -> Iterator[tuple]:
+    """``count`` clips with ground truth on every frame: (name, frames, labels) each.
+
+    From a Cityscapes-layout dataset whose snippets are labelled on every frame (``evs synth``
+    writes them so), else rendered synthetic test snippets.
+    """
+    if not data_root:
+        from evs_ros.data.synth import SynthConfig, render_snippet, snippet_seed
+        width, height = size_wh or (2048, 1024)
+        for index in range(count):
+            seed = snippet_seed(SYNTH_TEST_SPLIT, synth_seed, index)
+            rendered = list(render_snippet(SynthConfig(width=width, height=height, seed=seed)))
+            yield f'synth_{seed}', [f.image_bgr for f in rendered], [f.labels for f in rendered]
+        return
+    from evs_ros.data.cityscapes import list_snippets, read_image, read_labels
+    full = [s for s in list_snippets(data_root, split) if len(s.labels) == len(s.frames)]
+    if not full:
+        raise ValueError(f'{data_root} ({split}) has no snippet labelled on every frame; '
+                         'render one with `evs synth`')
+    for snippet in full[:count]:
+        frames = [_resize(read_image(p), size_wh, cv2.INTER_AREA) for p in snippet.frames]
+        labels = [_resize(read_labels(snippet.labels[i]), size_wh, cv2.INTER_NEAREST)
+                  for i in range(len(snippet.frames))]
+        yield f'{snippet.city}_{snippet.seq:06d}', frames, labels

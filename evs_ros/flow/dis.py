@@ -80,6 +80,7 @@ class FlowEstimator:
     def __init__(self, config: FlowConfig = FlowConfig()):
         self.config = config
         self._dis = create_dis(config) if config.method == 'dis' else None
+        self._shrunk = (None, None)  # (last gray frame shrunk, its shrunk copy)
 
     @property
     def parameters(self) -> Dict[str, object]:
@@ -112,9 +113,19 @@ class FlowEstimator:
         if scale >= 1.0:
             return self._calc_native(gray_cur, gray_prev)
         size_wh = (max(8, round(width * scale)), max(8, round(height * scale)))
-        small_cur = cv2.resize(gray_cur, size_wh, interpolation=cv2.INTER_AREA)
-        small_prev = cv2.resize(gray_prev, size_wh, interpolation=cv2.INTER_AREA)
+        small_prev = self._shrink(gray_prev, size_wh)
+        small_cur = self._shrink(gray_cur, size_wh)
         return resize_flow(self._calc_native(small_cur, small_prev), (height, width))
+
+    def _shrink(self, gray: np.ndarray, size_wh) -> np.ndarray:
+        """``gray`` resized to ``size_wh``; the previous frame of a stream is the last current
+        frame, so it is shrunk only once (the array object is the key)."""
+        last, small = self._shrunk
+        if last is gray and small.shape[::-1] == tuple(size_wh):
+            return small
+        small = cv2.resize(gray, size_wh, interpolation=cv2.INTER_AREA)
+        self._shrunk = (gray, small)
+        return small
 
     def _calc_native(self, gray_cur: np.ndarray, gray_prev: np.ndarray) -> np.ndarray:
         if self._dis is not None:

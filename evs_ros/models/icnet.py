@@ -323,16 +323,21 @@ class IcnetModel:
             Prediction with probs float32 (C, (H-1)//4+1, (W-1)//4+1) softmax over C and features
             float32 (Cf, (H-1)//16+1, (W-1)//16+1) (``conv3_1``).
         """
+        return self.predict_batch([image_bgr])[0]
+
+    def predict_batch(self, images_bgr):
+        """:meth:`predict` for frames of one size in one network call (keyframes of several
+        cameras on a GPU: ``runtime.keyframe_batch``); a list of ``Prediction``."""
         from evs_ros.models.base import Prediction
-        height, width = check_image(image_bgr)
-        data = self.prepare(image_bgr)
+        height, width = check_image(images_bgr[0])
+        data = torch.cat([self.prepare(image) for image in images_bgr])
         with torch.inference_mode():
             out = self.network(data)
-            probs = torch.softmax(out['logits'].float(), dim=1)[0]
-            features = out['features'].float()[0]
-        probs = probs[:, :output_size(height, 4), :output_size(width, 4)]
-        features = features[:, :output_size(height, 16), :output_size(width, 16)]
-        return Prediction(probs=probs.cpu().numpy(), features=features.cpu().numpy())
+            probs = torch.softmax(out['logits'].float(), dim=1)
+            features = out['features'].float()
+        probs = probs[:, :, :output_size(height, 4), :output_size(width, 4)].cpu().numpy()
+        features = features[:, :, :output_size(height, 16), :output_size(width, 16)].cpu().numpy()
+        return [Prediction(probs=p, features=f) for p, f in zip(probs, features)]
 
     def prepare(self, image_bgr) -> torch.Tensor:
         """uint8 (H, W, 3) BGR -> padded preprocessed (1, 3, Hp, Wp) tensor on the device."""

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 
@@ -39,6 +39,8 @@ class BufferedFrame:
     submit_time_s: float
     dropped_before: int = 0
     restart: bool = False
+    index: int = 0
+    """Arrival order among the frames this buffer accepted (0, 1, 2, ...)."""
 
 
 class LatestFrameBuffer:
@@ -63,6 +65,7 @@ class LatestFrameBuffer:
         self._busy = False
         self._last_stamp: Optional[int] = None
         self._pending_drops = 0
+        self._accepted = 0
 
     @property
     def closed(self) -> bool:
@@ -73,9 +76,16 @@ class LatestFrameBuffer:
         with self._cond:
             return len(self._frames)
 
-    def put(self, image_bgr: np.ndarray, stamp_ns: int, meta: Any = None) -> bool:
-        """Accept a frame unless closed or its stamp breaks the order; may drop the oldest."""
+    def put(self, image_bgr: np.ndarray, stamp_ns: int, meta: Any = None,
+            wait: bool = False) -> bool:
+        """Accept a frame unless closed or its stamp breaks the order; may drop the oldest.
+
+        ``wait=True`` blocks until there is room instead of dropping (offline feeders that want
+        every frame processed, as fast as the consumer takes them).
+        """
         with self._cond:
+            while wait and len(self._frames) >= self.capacity and not self._closed:
+                self._cond.wait(_POLL_S)
             if self._closed:
                 return False
             restart = self._is_restart(stamp_ns)
@@ -84,7 +94,8 @@ class LatestFrameBuffer:
             self._last_stamp = stamp_ns
             self._stats.count('frames_in')
             self._frames.append(BufferedFrame(image_bgr, int(stamp_ns), meta, self._clock(),
-                                              restart=restart))
+                                              restart=restart, index=self._accepted))
+            self._accepted += 1
             while len(self._frames) > self.capacity:
                 self._frames.popleft()
                 self._stats.count('dropped')
@@ -123,7 +134,13 @@ class LatestFrameBuffer:
             frame = self._frames.popleft()
             frame.dropped_before, self._pending_drops = self._pending_drops, 0
             self._busy = True
+            self._cond.notify_all()  # a producer may wait for room
             return frame
+
+    def waiting(self) -> List[BufferedFrame]:
+        """The frames waiting to be taken, oldest first (a snapshot)."""
+        with self._cond:
+            return list(self._frames)
 
     def task_done(self) -> None:
         """The consumer finished the frame it took."""

@@ -14,7 +14,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 LOGGER = logging.getLogger('evs_ros')
 
@@ -29,11 +29,15 @@ class InferenceRequest:
         error: the exception the work raised, or None.
         superseded: replaced by a newer keyframe request before it started (never ran).
         elapsed_ms: wall time of the work in the worker thread.
+        priority: with the ``stalest`` policy, keyframes of higher priority (the age of the
+            labels the stream shows) run first.
     """
 
-    def __init__(self, kind: str, frame_seq: int, work: Callable[[], Any]):
+    def __init__(self, kind: str, frame_seq: int, work: Callable[[], Any],
+                 priority: float = 0.0):
         self.kind = kind
         self.frame_seq = frame_seq
+        self.priority = priority
         self.result: Any = None
         self.error: Optional[BaseException] = None
         self.superseded = False
@@ -66,6 +70,18 @@ class InferenceRequest:
         self._work = None
         self._done.set()
 
+    def complete(self, result: Any = None, error: Optional[BaseException] = None,
+                 elapsed_ms: float = 0.0) -> None:
+        """Complete with a result computed elsewhere (a batch the worker ran for several)."""
+        self.result, self.error, self.elapsed_ms = result, error, elapsed_ms
+        self._work = None
+        self._done.set()
+
+    @property
+    def batch_key(self):
+        """Input size of a batchable keyframe (its work's ``input_hw``), else None."""
+        return getattr(self._work, 'input_hw', None)
+
     def cancel(self, reason: BaseException = None) -> None:
         """Complete without running: ``superseded`` (no reason) or with ``error=reason``."""
         if reason is None:
@@ -83,12 +99,18 @@ class InferenceWorker:
         model: a :class:`~evs_ros.models.base.SegmentationModel`.
         refiner: a :class:`~evs_ros.models.base.RefinerModel`, or None.
         threads: torch intra-op threads, set in the worker thread if torch is imported.
+        policy: ``stalest`` or ``round_robin`` (which waiting keyframe runs first).
+        batch: up to this many waiting keyframes of one input size run in one network call
+            (models with ``predict_batch``; worthwhile on a GPU).
     """
 
-    def __init__(self, model, refiner=None, threads: int = 1):
+    def __init__(self, model, refiner=None, threads: int = 1, policy: str = 'stalest',
+                 batch: int = 1):
         self.model = model
         self.refiner = refiner
         self._threads = threads
+        self._policy = policy
+        self._batch = batch if hasattr(model, 'predict_batch') else 1
         self._lock = threading.Condition()
         self._slots: Dict[int, Dict[str, Optional[InferenceRequest]]] = {}
         self._order = []
@@ -122,14 +144,14 @@ class InferenceWorker:
             if request is not None:
                 request.cancel()
 
-    def submit(self, key: int, kind: str, frame_seq: int,
-               work: Callable[[], Any]) -> InferenceRequest:
+    def submit(self, key: int, kind: str, frame_seq: int, work: Callable[[], Any],
+               priority: float = 0.0) -> InferenceRequest:
         """Queue ``work`` (run in the worker thread) in the stream's ``kind`` slot.
 
         A pending request already in that slot is superseded. After :meth:`close` the request
         completes at once with a ``RuntimeError``.
         """
-        request = InferenceRequest(kind, frame_seq, work)
+        request = InferenceRequest(kind, frame_seq, work, priority)
         with self._lock:
             if self._closed or key not in self._slots:
                 request.cancel(RuntimeError('inference worker is closed'))
@@ -173,45 +195,83 @@ class InferenceWorker:
             return False
         return True
 
-    def _next_request(self) -> Optional[InferenceRequest]:
-        """Pop the next request round-robin over streams (refine first); None when closed."""
+    def _next_requests(self) -> List[InferenceRequest]:
+        """Pop the next request (refine first), plus same-size keyframes to batch with it;
+        [] when closed."""
         with self._lock:
             while not self._closed:
                 request = self._pop_round_robin()
                 if request is not None:
                     self._running = True
-                    return request
+                    return [request] + self._batch_mates(request)
                 self._lock.wait()
-            return None
+            return []
+
+    def _batch_mates(self, first: InferenceRequest) -> List[InferenceRequest]:
+        """Other streams' waiting keyframes with ``first``'s input size (under the lock)."""
+        size_hw = first.batch_key
+        mates = []
+        for key in self._order:
+            waiting = self._slots[key]['keyframe']
+            if (len(mates) + 1 < self._batch and size_hw is not None and waiting is not None
+                    and waiting.batch_key == size_hw):
+                mates.append(waiting)
+                self._slots[key]['keyframe'] = None
+        return mates
 
     def _pop_round_robin(self) -> Optional[InferenceRequest]:
+        """Refinements first (their streams wait), then keyframes: the stalest stream's first
+        (``stalest`` policy), ties and the ``round_robin`` policy in round-robin order."""
         count = len(self._order)
-        for offset in range(count):
-            key = self._order[(self._next_index + offset) % count]
-            slots = self._slots[key]
-            for kind in ('refine', 'keyframe'):
-                request = slots[kind]
-                if request is not None:
-                    slots[kind] = None
-                    self._next_index = (self._next_index + offset + 1) % count
-                    return request
+        rotated = [self._order[(self._next_index + offset) % count] for offset in range(count)]
+        for kind in ('refine', 'keyframe'):
+            waiting = [key for key in rotated if self._slots[key][kind] is not None]
+            if not waiting:
+                continue
+            key = waiting[0]
+            if kind == 'keyframe' and self._policy == 'stalest':
+                key = max(waiting, key=lambda k: self._slots[k][kind].priority)
+            request, self._slots[key][kind] = self._slots[key][kind], None
+            self._next_index = (self._order.index(key) + 1) % count
+            return request
         return None
 
     def _loop(self) -> None:
         if 'torch' in sys.modules:
             sys.modules['torch'].set_num_threads(self._threads)
         while True:
-            request = self._next_request()
-            if request is None:
+            requests = self._next_requests()
+            if not requests:
                 return
-            request.run()
+            if len(requests) == 1:
+                requests[0].run()
+            else:
+                self._run_batch(requests)
             with self._lock:
                 self._running = False
                 self._lock.notify_all()
-            if request.error is not None:
-                LOGGER.error('%s inference failed for frame %d: %s: %s', request.kind,
-                             request.frame_seq, type(request.error).__name__, request.error,
-                             exc_info=request.error)
+            for request in requests:
+                if request.error is not None:
+                    LOGGER.error('%s inference failed for frame %d: %s: %s', request.kind,
+                                 request.frame_seq, type(request.error).__name__,
+                                 request.error, exc_info=request.error)
+
+    def _run_batch(self, requests: List[InferenceRequest]) -> None:
+        """One network call for several keyframes; each request finishes its own state."""
+        works = [request._work for request in requests]
+        start = time.perf_counter()
+        try:
+            predictions = self.model.predict_batch([work.network_input() for work in works])
+        except Exception as error:  # noqa: B902 - fail them all, the worker goes on
+            for request in requests:
+                request.complete(error=error)
+            return
+        elapsed_ms = (time.perf_counter() - start) * 1000.0
+        for request, work, prediction in zip(requests, works, predictions):
+            try:
+                request.complete(work.finish(prediction), elapsed_ms=elapsed_ms)
+            except Exception as error:  # noqa: B902
+                request.complete(error=error, elapsed_ms=elapsed_ms)
 
 
 class InlineInference:
@@ -241,10 +301,10 @@ class InlineInference:
     def unregister(self, key: int) -> None:
         """Nothing is ever queued: nothing to drop."""
 
-    def submit(self, key: int, kind: str, frame_seq: int,
-               work: Callable[[], Any]) -> InferenceRequest:
+    def submit(self, key: int, kind: str, frame_seq: int, work: Callable[[], Any],
+               priority: float = 0.0) -> InferenceRequest:
         """Run ``work`` now and return the completed request."""
-        request = InferenceRequest(kind, frame_seq, work)
+        request = InferenceRequest(kind, frame_seq, work, priority)
         request.run()
         if request.error is not None and self.raise_errors:
             raise request.error

@@ -27,6 +27,7 @@ class FrameInfo:
         flow_ms, warp_ms, iam_ms, inference_ms, refine_ms: stage wall times; 0 when the stage did
             not run for this frame. In the runtime, ``inference_ms`` is the network time of a
             keyframe result used by this output (0 otherwise).
+        wait_ms: time the frame waited for keyframes in flight (``runtime.wait_for_keyframes``).
         total_ms: processing time of this frame (sum of its stages plus bookkeeping).
         latency_ms: from ``process``/``submit`` to the result being ready.
         dropped_frames: input frames dropped (overload) since the previous output.
@@ -44,6 +45,7 @@ class FrameInfo:
     iam_ms: float = 0.0
     inference_ms: float = 0.0
     refine_ms: float = 0.0
+    wait_ms: float = 0.0
     total_ms: float = 0.0
     latency_ms: float = 0.0
     dropped_frames: int = 0

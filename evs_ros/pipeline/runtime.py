@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from evs_ros.config import EvsConfig, OperatingPoint
+from evs_ros.pipeline.flow_prefetch import FlowPrefetcher
 from evs_ros.pipeline.frame_buffer import STAMP_JUMP_BACK_NS, BufferedFrame, LatestFrameBuffer
 from evs_ros.pipeline.inference import InferenceWorker
 from evs_ros.pipeline.results import FrameResult
@@ -73,27 +74,35 @@ class EvsStream:
         self._config_lock = threading.Lock()
         self._pending_config: Optional[EvsConfig] = None
         self._emit_lock = threading.RLock()
+        self._prefetcher = (FlowPrefetcher(config.runtime.flow_prefetch_threads)
+                            if config.runtime.flow_prefetch_threads > 0 else None)
+        self._previous: Optional[BufferedFrame] = None
         self._thread = threading.Thread(target=self._loop, name=f'evs-flow-{name}', daemon=True)
         self._thread.start()
 
-    def submit(self, image_bgr: np.ndarray, stamp_ns: int, meta=None) -> bool:
-        """Queue a uint8 (H, W, 3) BGR frame; returns at once.
+    def submit(self, image_bgr: np.ndarray, stamp_ns: int, meta=None, wait: bool = False
+               ) -> bool:
+        """Queue a uint8 (H, W, 3) BGR frame; returns at once (``wait=False``).
 
         Returns False if the frame is rejected (stream closed, or ``stamp_ns`` not strictly
-        greater than the last accepted stamp). Accepting may drop the oldest buffered frame.
+        greater than the last accepted stamp). Accepting may drop the oldest buffered frame;
+        ``wait=True`` blocks until the buffer has room instead (offline feeding: every frame is
+        processed, as fast as the stream takes them).
         """
-        return self._buffer.put(image_bgr, stamp_ns, meta)
+        return self._buffer.put(image_bgr, stamp_ns, meta, wait)
 
     def set_operating_point(self, op: OperatingPoint) -> None:
         """Use ``op`` from the next processed frame on."""
-        self._stepper.set_operating_point(op)
+        with self._config_lock:
+            base = self._pending_config or self._stepper.config
+        self.set_config(replace(base, operating_point=op))
 
     def set_config(self, config: EvsConfig) -> None:
         """Use ``config`` (operating point, flow and IAM settings) from the next processed frame
         on. Runtime settings (threads, buffer length) are fixed at construction."""
         with self._config_lock:
             self._pending_config = replace(config, runtime=self._runtime_config)
-        self._stepper.set_operating_point(config.operating_point)
+        self._stepper.announce_operating_point(config.operating_point)
 
     @property
     def operating_point(self) -> OperatingPoint:
@@ -126,6 +135,8 @@ class EvsStream:
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout_s)
         self._stepper.close()
+        if self._prefetcher is not None:
+            self._prefetcher.close()
         return not self._thread.is_alive()
 
     def _loop(self) -> None:
@@ -143,12 +154,31 @@ class EvsStream:
         self._apply_pending_config()
         if frame.restart:
             self._stepper.reset()
+        prefetched = self._take_prefetched(frame)
+        self._prefetch_waiting(frame)
+        self._previous = frame
         try:
-            return self._stepper.step(frame.image, frame.stamp_ns)
+            return self._stepper.step(frame.image, frame.stamp_ns, prefetched)
         except Exception:  # noqa: B902 - a bad frame must not kill the stream
             LOGGER.exception('%s: frame processing failed', self.name)
             self._stats.count('errors')
             return None
+
+    def _take_prefetched(self, frame: BufferedFrame):
+        """The flow of (frame, previous processed frame) if another core computed it."""
+        if self._prefetcher is None or self._previous is None or frame.restart:
+            return None
+        return self._prefetcher.take(frame.index, self._previous.index)
+
+    def _prefetch_waiting(self, frame: BufferedFrame) -> None:
+        """Start the flows of the frames waiting behind ``frame`` on the prefetch threads."""
+        if self._prefetcher is None or not self._stepper.operating_point.warp:
+            return
+        flow_config, iam_config = self._stepper.flow_config(), self._stepper.config.iam
+        chain = [frame] + self._buffer.waiting()
+        for previous, current in zip(chain, chain[1:]):
+            self._prefetcher.submit(current.index, previous.index, current.image,
+                                    previous.image, flow_config, iam_config)
 
     def _apply_pending_config(self) -> None:
         """In the flow worker: adopt a config given to :meth:`set_config`."""
@@ -181,7 +211,9 @@ class EvsRuntime:
 
     def __init__(self, config: EvsConfig, model, refiner=None):
         self.config = config
-        self.inference = InferenceWorker(model, refiner, threads=config.runtime.inference_threads)
+        self.inference = InferenceWorker(model, refiner, threads=config.runtime.inference_threads,
+                                         policy=config.runtime.keyframe_priority,
+                                         batch=config.runtime.keyframe_batch)
         self.streams: Dict[str, EvsStream] = {}
 
     def add_stream(self, name: str, on_output: Callable[[FrameResult], None],

@@ -32,12 +32,13 @@ and a refinement (the frame's labels depend on it). Failed keyframe requests are
 import logging
 import math
 import time
+from dataclasses import replace
 from typing import Callable, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from evs_ros.config import EvsConfig, OperatingPoint
+from evs_ros.config import EvsConfig, OperatingPoint, effective_flow
 from evs_ros.flow import FlowEstimator, to_gray
 from evs_ros.pipeline.catchup import PendingKeyframe, extend_all
 from evs_ros.pipeline.results import FrameInfo, FrameResult
@@ -59,6 +60,30 @@ def downscale_image(image_bgr: np.ndarray, downscale: float) -> np.ndarray:
     height, width = image_bgr.shape[:2]
     size_wh = (max(1, round(width * downscale)), max(1, round(height * downscale)))
     return cv2.resize(image_bgr, size_wh, interpolation=cv2.INTER_AREA)
+
+
+class KeyframeWork:
+    """The network on one keyframe, run by the inference worker: :meth:`network_input` is the
+    frame downscaled by D (computed there, off the flow worker); :meth:`finish` turns the
+    prediction into the keyframe's state. The worker may run several keyframes of one
+    ``input_hw`` in one batch (``predict_batch``) and call ``finish`` on each."""
+
+    def __init__(self, model, frame_bgr: np.ndarray, downscale: float):
+        self.model, self.frame_bgr, self.downscale = model, frame_bgr, downscale
+        height, width = frame_bgr.shape[:2]
+        self.input_hw = ((height, width) if downscale >= 1.0 else
+                         (max(1, round(height * downscale)), max(1, round(width * downscale))))
+
+    def network_input(self) -> np.ndarray:
+        """uint8 (h, w, 3): the frame at ``input_hw``."""
+        return downscale_image(self.frame_bgr, self.downscale)
+
+    def __call__(self):
+        return self.finish(self.model.predict(self.network_input()))
+
+    def finish(self, prediction):
+        """The keyframe's state at camera resolution from the network's prediction."""
+        return state_from_prediction(prediction, self.frame_bgr.shape[:2])
 
 
 class FrameStepper:
@@ -83,7 +108,7 @@ class FrameStepper:
         self._config = config
         self._inference = inference
         self._key = inference.register()
-        self._flow = flow_estimator or FlowEstimator(config.flow)
+        self._flow = flow_estimator or FlowEstimator(effective_flow(config))
         self._scheduler = KeyframeScheduler(config.operating_point)
         self._stats = stats if stats is not None else StreamStats()
         self._is_closed = is_closed
@@ -95,16 +120,31 @@ class FrameStepper:
         """The operating point of the next frame."""
         return self._scheduler.operating_point
 
+    @property
+    def config(self) -> EvsConfig:
+        """The settings of the next frame (operating point: see :attr:`operating_point`)."""
+        return self._config
+
     def set_operating_point(self, op: OperatingPoint) -> None:
         """Use ``op`` from the next frame on (the count since the keyframe carries over)."""
-        self._scheduler.set_operating_point(op)
+        self.set_config(replace(self._config, operating_point=op))
 
     def set_config(self, config: EvsConfig) -> None:
         """Use ``config``'s operating point, flow and IAM settings from the next frame on."""
-        if config.flow != self._config.flow:
-            self._flow = FlowEstimator(config.flow)
+        flow = effective_flow(config)
+        if flow != effective_flow(self._config):
+            self._flow = FlowEstimator(flow)
         self._config = config
         self._scheduler.set_operating_point(config.operating_point)
+
+    def announce_operating_point(self, op: OperatingPoint) -> None:
+        """Make ``op`` decide the next keyframe (safe from another thread; the rest of a new
+        config follows through :meth:`set_config` in the stepping thread)."""
+        self._scheduler.set_operating_point(op)
+
+    def flow_config(self):
+        """The flow settings of the next frame (the operating point's own scale if it has one)."""
+        return effective_flow(self._config, self._scheduler.operating_point)
 
     def reset(self) -> None:
         """Forget the state: the next frame is a keyframe."""
@@ -120,10 +160,12 @@ class FrameStepper:
         """Give the stream slot back to the inference (its queued requests are dropped)."""
         self._inference.unregister(self._key)
 
-    def step(self, image_bgr: np.ndarray, stamp_ns: int = 0) -> FrameResult:
+    def step(self, image_bgr: np.ndarray, stamp_ns: int = 0, prefetched=None) -> FrameResult:
         """Segment one uint8 (H, W, 3) BGR frame; labels come at camera resolution.
 
-        ``FrameInfo.latency_ms`` and ``dropped_frames`` are left to the caller.
+        ``prefetched``: a :class:`~evs_ros.pipeline.flow_prefetch.PrefetchedFlow` of this frame
+        and the previous one, computed on another core (or None). ``FrameInfo.latency_ms`` and
+        ``dropped_frames`` are left to the caller.
         """
         start = time.perf_counter()
         camera_hw = image_bgr.shape[:2]
@@ -133,8 +175,10 @@ class FrameStepper:
         op = self._scheduler.operating_point
         keyframe = self._scheduler.decide(self._last_fraction)
         timings = {}
+        if keyframe and self._config.runtime.wait_for_keyframes:
+            self._wait_pending(timings)
         request = self._request_keyframe(image_bgr, seq, op) if keyframe else None
-        flow = self._next_flow(image_bgr, op, seq, request, timings)
+        flow = self._next_flow(image_bgr, op, seq, request, timings, prefetched)
         extend_all(self._pending, flow, timings)
         if request is not None:
             self._pending.append(request)
@@ -151,22 +195,24 @@ class FrameStepper:
         self._camera_hw = camera_hw
 
     def _request_keyframe(self, image_bgr, seq, op) -> PendingKeyframe:
-        model = self._inference.model
-        camera_hw = image_bgr.shape[:2]
+        work = KeyframeWork(self._inference.model, image_bgr, op.downscale)
+        staleness = self._state.age + 1 if self._state is not None else float('inf')
+        request = self._inference.submit(self._key, 'keyframe', seq, work, staleness)
+        return PendingKeyframe(request, seq)
 
-        def work(image=image_bgr, downscale=op.downscale):
-            prediction = model.predict(downscale_image(image, downscale))
-            return state_from_prediction(prediction, camera_hw)
-
-        return PendingKeyframe(self._inference.submit(self._key, 'keyframe', seq, work), seq)
-
-    def _next_flow(self, image_bgr, op, seq, request, timings) -> Optional[np.ndarray]:
+    def _next_flow(self, image_bgr, op, seq, request, timings, prefetched
+                   ) -> Optional[np.ndarray]:
         """Flow current -> previous frame, or None (W off, no previous gray, or not needed)."""
         gray_cur = to_gray(image_bgr) if op.warp else None
         gray_prev, self._gray_prev = self._gray_prev, gray_cur
         self._flow_backward = None
         if gray_cur is None or gray_prev is None or not self._flow_needed(seq, request):
             return None
+        computed = None if prefetched is None else prefetched.result(effective_flow(
+            self._config, op), self._config.iam)
+        if computed is not None:
+            flow, self._flow_backward, timings['flow_ms'] = computed
+            return flow
         flow, self._flow_backward = consecutive_flows(self._flow, gray_cur, gray_prev,
                                                       self._config.iam, timings)
         return flow
@@ -224,6 +270,16 @@ class FrameStepper:
         if self._pending and not self._wait(self._pending[-1].request):
             return None, False
         return self._catch_up(seq, timings)
+
+    def _wait_pending(self, timings) -> None:
+        """``runtime.wait_for_keyframes``: let the keyframes in flight finish first, so every
+        scheduled keyframe runs (none superseded); the wait is ``FrameInfo.wait_ms``."""
+        start = time.perf_counter()
+        for pending in list(self._pending):
+            if not self._wait(pending.request):
+                return
+        if self._pending:
+            timings['wait_ms'] = (time.perf_counter() - start) * 1000.0
 
     def _wait(self, request) -> bool:
         """Block until ``request`` is done; False if the owner closes first."""

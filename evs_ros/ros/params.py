@@ -30,7 +30,7 @@ PRESET = 'operating_point.preset'
 CAMERAS = 'cameras'
 CLASS_NAMES = 'class_names'
 OP_FIELDS = ('downscale', 'keyframe_interval', 'warp', 'refine', 'adaptive',
-             'adaptive_threshold', 'max_keyframe_interval')
+             'adaptive_threshold', 'max_keyframe_interval', 'flow_scale')
 
 
 def descriptor(name: str, value) -> ParameterDescriptor:

@@ -2,6 +2,8 @@
 
     evs bench [--quick] --out DIR ...     operating points vs per-frame (paper Table 1-2, Fig. 6-7)
     evs bench flow --json FILE ...        DIS alone vs a whole propagated frame
+    evs bench flow-scale --out DIR ...    accuracy and cost of flow on reduced frames (Fig. 6)
+    evs bench cameras --out DIR ...       how many cameras at 17 Hz one node serves
     evs bench models --out FILE ...       ICNet (full, reduced) and Refiner, ms per frame
     evs bench latency --json FILE ...     end-to-end latency of the ROS node over DDS
 """
@@ -11,6 +13,8 @@ import importlib
 
 SUBCOMMANDS = {
     'flow': 'bench_flow',
+    'flow-scale': 'bench_flow_scale',
+    'cameras': 'bench_cameras',
     'models': 'bench_models',
     'latency': 'bench_latency',
 }

@@ -7,7 +7,10 @@ Examples::
     evs bench --data ~/cityscapes --split val --backend icnet:icnet.caffemodel --out cs
 
 Runs the per-frame baseline (PERFRAME) and every requested operating point over the same frames
-in one process (``evs_ros.evaluation``) and writes ``--json`` (default
+in one process (``evs_ros.evaluation``), synchronously on one core and through the two-worker
+runtime on both cores (``runtime_hz``, ``runtime_speedup`` against the per-frame network on
+both cores, ``runtime_miou`` from the runtime's own outputs; ``--no-runtime`` skips it), and
+writes ``--json`` (default
 ``OUT/bench.json``), ``OUT/bench.md`` and PNG plots in ``OUT``. The JSON holds ``hardware``,
 ``resolution``, ``operating_points`` (name, D, S, W, R, adaptive, hz, speedup, miou,
 per_class_iou, latency_ms_p50/p99, ...), ``table1``, ``figure6`` and ``figure7`` (paper Tables
@@ -21,7 +24,9 @@ import time
 from typing import Dict, List
 
 from evs_ros.evaluation import plots
-from evs_ros.evaluation.markdown import accuracy_markdown, figures_markdown, speed_markdown
+from evs_ros.evaluation.markdown import (
+    accuracy_markdown, figures_markdown, runtime_markdown, speed_markdown,
+)
 from evs_ros.tools import common
 
 QUICK = {'resolution': '512x256', 'snippets': 5, 'figure_propagations': 5}
@@ -40,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='largest N of Figure 6 (0 = skip Figures 6-7; default: '
                              f"{FULL['figure_propagations']}, quick: "
                              f"{QUICK['figure_propagations']})")
+    parser.add_argument('--no-runtime', dest='runtime', action='store_false',
+                        help='skip the two-worker runtime runs (runtime_speedup, runtime_miou)')
     common.add_snippet_arguments(parser)
     common.add_operating_points_argument(parser)
     common.add_config_arguments(parser, operating_point_flag=False)
@@ -66,9 +73,30 @@ def write_markdown(report, path: str, images: List[str]) -> None:
              f"Resolution {report['resolution']}, {len(report['snippets'])} snippets "
              f"({report['data']['kind']}), backend `{report['backend']}`, refiner "
              f"`{report['refiner'] or 'none'}`, {report['elapsed_s']} s in all.", '',
-             *speed_markdown(report), *accuracy_markdown(report), *figures_markdown(report)]
+             *[line for note in report.get('accuracy_notes', ())
+               for line in (f'**Note:** {note}', '')],
+             *speed_markdown(report), *runtime_markdown(report), *accuracy_markdown(report),
+             *figures_markdown(report)]
     lines += [f'![{name}]({name})' for name in images]
     common.write_text(path, '\n'.join(lines))
+
+
+def accuracy_notes(backend: str, class_names) -> List[str]:
+    """Why the accuracy columns of this run mean nothing (empty when they are meaningful)."""
+    from evs_ros.data.classes import class_key
+    from evs_ros.data.labels import CLASS_NAMES
+    from evs_ros.models.hf_random import has_random_weights
+    notes = []
+    keys = [class_key(name) for name in class_names]
+    if keys and keys != [class_key(name) for name in CLASS_NAMES]:
+        shown = ', '.join(list(class_names)[:5]) + (', ...' if len(class_names) > 5 else '')
+        notes.append(f'the network predicts {len(class_names)} classes that are not the 19 '
+                     f'Cityscapes classes ({shown}): the mIoU columns compare its ids with '
+                     'Cityscapes trainIds and mean nothing; the speed columns hold.')
+    if has_random_weights(backend):
+        notes.append(f'`{backend}` has random weights (written for speed benchmarks): the '
+                     'mIoU columns mean nothing; the speed columns hold.')
+    return notes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,12 +110,15 @@ def run(args: argparse.Namespace) -> int:
     except common.USER_ERRORS as error:
         return common.fail('bench', error)
     hardware = {**common.hardware_info(model), 'allocator_tuned': bool(args.tune_allocator)}
+    class_names = [str(name) for name in getattr(model, 'class_names', None) or ()]
     report = {'hardware': hardware, 'quick': bool(args.quick), **report,
+              'class_names': class_names,
+              'accuracy_notes': accuracy_notes(report['backend'], class_names),
               'elapsed_s': round(time.perf_counter() - start, 1)}
     json_path = args.json or os.path.join(args.out, 'bench.json')
     common.write_json(json_path, report)
     images = plots.write_all(report, args.out)
     write_markdown(report, os.path.join(args.out, 'bench.md'), images)
-    print('\n'.join(speed_markdown(report)))
+    print('\n'.join(speed_markdown(report) + runtime_markdown(report)))
     print(f"wrote {json_path}, {os.path.join(args.out, 'bench.md')} and {len(images)} plots")
     return 0

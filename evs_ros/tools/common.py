@@ -250,7 +250,8 @@ def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
         args.max_snippets, size_wh)
     with tqdm(total=count, desc='evaluate', unit='snippet') as bar:
         report = evaluate(snippets, model, refiner, ops, config, figure_propagations,
-                          progress=lambda snippet: bar.update(1))
+                          progress=lambda snippet: bar.update(1),
+                          runtime=getattr(args, 'runtime', False))
     report.update(data=described, backend=config.model.backend,
                   refiner=config.model.refiner if refiner is not None else '')
     return report, model, config

@@ -1,0 +1,163 @@
+"""Operating points through the real-time runtime: throughput on both cores and the accuracy of
+its real outputs, late keyframes and catch-up included (design §4, §7).
+
+Protocol, per operating point and snippet:
+
+* A fresh stream of the two-worker runtime (a flow worker, the shared inference worker, one
+  thread each: the two cores) is fed the snippet's frames as fast as it takes them (a blocking
+  submit: nothing is dropped) with ``runtime.wait_for_keyframes`` on, so every scheduled keyframe
+  runs, none is superseded, and the flow worker may run ahead of the network by one keyframe
+  interval, as the paper's GPU/CPU split does.
+* Feeding starts one keyframe interval before the worst-case start of the synchronous protocol
+  (:func:`runtime_first_frame`): the keyframe that the annotated frame derives from is then an
+  asynchronous one, requested while frames keep coming. If its result has not arrived when the
+  annotated frame is emitted, that frame carries older labels, and the runtime catches up later:
+  the score sees exactly what a user would have got.
+* ``runtime_hz`` = frames after the first / time from the first output to the last (the first
+  frame always waits for its own keyframe; the per-frame network pays that too, on every frame).
+  ``runtime_speedup`` = ``runtime_hz`` / the per-frame network's Hz with all its threads on both
+  cores (:func:`perframe_hz_both_cores`), measured in the same run.
+"""
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Sequence
+
+from evs_ros.config import BASELINE, EvsConfig, OperatingPoint
+from evs_ros.data.metrics import ConfusionMatrix
+from evs_ros.evaluation.operating_points import finite_or_none
+from evs_ros.evaluation.snippets import EvalSnippet
+from evs_ros.pipeline.pipeline import EvsPipeline
+from evs_ros.pipeline.runtime import EvsRuntime
+from evs_ros.pipeline.scheduler import effective_interval, keyframe_offset_for_eval
+
+DRAIN_TIMEOUT_S = 600.0
+
+
+def runtime_first_frame(op: OperatingPoint, annotated_index: int) -> int:
+    """One keyframe interval before the synchronous worst-case start (when the snippet has it)."""
+    start = keyframe_offset_for_eval(op, annotated_index)
+    interval = effective_interval(op)
+    return start - interval if start >= interval else start
+
+
+@dataclass
+class RuntimeOpRun:
+    """What the runtime gave for one operating point, accumulated over snippets."""
+
+    op: OperatingPoint
+    confusion: ConfusionMatrix
+    frames: int = 0
+    wall_s: float = 0.0
+    keyframes: int = 0
+    annotated_ages: List[int] = field(default_factory=list)
+
+    @property
+    def hz(self) -> float:
+        """Frames per second after each snippet's first output (NaN before any)."""
+        return self.frames / self.wall_s if self.wall_s > 0 else float('nan')
+
+    def summary(self, perframe_hz: float) -> Dict[str, object]:
+        """The ``runtime_*`` keys of this operating point's JSON entry."""
+        return {'runtime_hz': finite_or_none(self.hz, 3),
+                'runtime_speedup': finite_or_none(self.hz / perframe_hz, 4),
+                'runtime_miou': finite_or_none(self.confusion.miou()) if self.annotated_ages
+                else None,
+                'runtime_keyframes': self.keyframes,
+                'runtime_ages_at_annotated': list(self.annotated_ages)}
+
+
+class RuntimeEvaluator:
+    """Runs operating points through one :class:`~evs_ros.pipeline.runtime.EvsRuntime`.
+
+    Args:
+        model, refiner: the networks (shared by every stream).
+        operating_points: the points to run (the per-frame baseline is measured separately).
+        config: flow / IAM settings; the runtime's buffer and keyframe waiting are set here.
+        num_classes: classes of the confusion matrices.
+    """
+
+    def __init__(self, model, refiner, operating_points: Sequence[OperatingPoint],
+                 config: EvsConfig, num_classes: int):
+        runtime_config = replace(config.runtime, inference_threads=1, flow_threads=1,
+                                 input_queue_size=2, wait_for_keyframes=True)
+        self.config = replace(config, runtime=runtime_config)
+        self.runtime = EvsRuntime(self.config, model, refiner)
+        self.runs = [RuntimeOpRun(op, ConfusionMatrix(num_classes))
+                     for op in operating_points if op.name != BASELINE.name]
+
+    def warm_up(self, snippet: EvalSnippet) -> None:
+        """One untimed pass (lazy initialisation of the workers and the network)."""
+        if self.runs:
+            self._play(self.runs[0].op, snippet, 0)
+
+    def add(self, snippet: EvalSnippet) -> None:
+        """Feed ``snippet`` through a fresh stream per operating point; time and score it."""
+        for run in self.runs:
+            first = runtime_first_frame(run.op, snippet.annotated_index)
+            outputs = self._play(run.op, snippet, first)
+            self._record(run, snippet, outputs)
+
+    def _play(self, op: OperatingPoint, snippet: EvalSnippet, first: int) -> Dict[int, tuple]:
+        outputs: Dict[int, tuple] = {}
+        stream = self.runtime.add_stream(
+            f'eval-{op.name}', lambda result: outputs.setdefault(
+                result.meta, (time.perf_counter(), result)),
+            replace(self.config, operating_point=op))
+        try:
+            for index in range(first, len(snippet.frames)):
+                stream.submit(snippet.frames[index], index + 1, meta=index, wait=True)
+            if not stream.drain(DRAIN_TIMEOUT_S):
+                raise RuntimeError(f'{op.name}: the runtime did not finish a snippet')
+        finally:
+            self.runtime.remove_stream(f'eval-{op.name}')
+        return outputs
+
+    @staticmethod
+    def _record(run: RuntimeOpRun, snippet: EvalSnippet, outputs: Dict[int, tuple]) -> None:
+        times = sorted(t for t, _ in outputs.values())
+        run.frames += len(times) - 1
+        run.wall_s += times[-1] - times[0]
+        run.keyframes += sum(result.info.keyframe for _, result in outputs.values())
+        annotated = outputs.get(snippet.annotated_index)
+        if annotated is not None:
+            run.confusion.update(annotated[1].labels, snippet.gt_labels)
+            run.annotated_ages.append(annotated[1].info.frames_since_keyframe)
+
+    def results(self, perframe_hz: float) -> Dict[str, Dict[str, object]]:
+        """``{operating point name: runtime_* keys}``."""
+        return {run.op.name: run.summary(perframe_hz) for run in self.runs}
+
+    def close(self) -> None:
+        """Stop the runtime's threads."""
+        self.runtime.close()
+
+
+class BothCoresBaseline:
+    """The per-frame network with ``threads`` torch threads (both cores), synchronous, over the
+    frames the synchronous baseline evaluates (annotated frame to the end of each snippet)."""
+
+    def __init__(self, model, config: EvsConfig, threads: int = 2):
+        self.pipeline = EvsPipeline(replace(config, operating_point=BASELINE), model)
+        self.threads = threads
+        self.frames, self.wall_s = 0, 0.0
+
+    def add(self, snippet: EvalSnippet) -> None:
+        """Time the per-frame network on ``snippet`` with all its threads."""
+        import torch
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            start = keyframe_offset_for_eval(BASELINE, snippet.annotated_index)
+            for image in snippet.frames[start:]:
+                begin = time.perf_counter()
+                self.pipeline.process(image)
+                self.wall_s += time.perf_counter() - begin
+                self.frames += 1
+        finally:
+            torch.set_num_threads(previous)
+
+    @property
+    def hz(self) -> float:
+        """Frames per second (NaN before any frame)."""
+        return self.frames / self.wall_s if self.wall_s > 0 else float('nan')
