@@ -307,19 +307,26 @@ def test_refine_on_waits_for_refiner_result():
     close_all(stream, worker)
 
 
+class GatedJobs:
+    """Work functions that record their order; ``block=True`` ones wait for ``gate``."""
+
+    def __init__(self):
+        self.gate, self.started, self.order = threading.Event(), threading.Event(), []
+
+    def __call__(self, tag, block=False):
+        def work():
+            self.started.set()
+            if block:
+                self.gate.wait(TIMEOUT_S)
+            self.order.append(tag)
+        return work
+
+
 def test_inference_worker_is_round_robin_over_streams():
     worker = InferenceWorker(model=None)
     key_a, key_b = worker.register(), worker.register()
-    gate, started, order = threading.Event(), threading.Event(), []
-
-    def job(tag, block=False):
-        def work():
-            started.set()
-            if block:
-                gate.wait(TIMEOUT_S)
-            order.append(tag)
-        return work
-
+    job = GatedJobs()
+    gate, started, order = job.gate, job.started, job.order
     first = worker.submit(key_a, 'keyframe', 0, job('a0', block=True))
     assert started.wait(TIMEOUT_S)
     stale = worker.submit(key_a, 'keyframe', 1, job('a1'))
@@ -339,16 +346,8 @@ def test_the_stalest_stream_gets_the_network_first(policy, expected):
     policy is round_robin (streams in turn)."""
     worker = InferenceWorker(model=None, policy=policy)
     keys = [worker.register() for _ in range(4)]
-    gate, started, order = threading.Event(), threading.Event(), []
-
-    def job(tag, block=False):
-        def work():
-            started.set()
-            if block:
-                gate.wait(TIMEOUT_S)
-            order.append(tag)
-        return work
-
+    job = GatedJobs()
+    gate, started, order = job.gate, job.started, job.order
     worker.submit(keys[3], 'keyframe', 0, job('blocker', block=True))
     assert started.wait(TIMEOUT_S)
     requests = [worker.submit(key, 'keyframe', 0, job(tag), priority=age)

@@ -3,11 +3,12 @@ its real outputs, late keyframes and catch-up included (design §4, §7).
 
 Protocol, per operating point and snippet:
 
-* A fresh stream of the two-worker runtime (a flow worker, the shared inference worker, one
-  thread each: the two cores) is fed the snippet's frames as fast as it takes them (a blocking
-  submit: nothing is dropped) with ``runtime.wait_for_keyframes`` on, so every scheduled keyframe
-  runs, none is superseded, and the flow worker may run ahead of the network by one keyframe
-  interval, as the paper's GPU/CPU split does.
+* A fresh stream of the two-worker runtime (a flow worker, the shared inference worker, with the
+  threads of ``config.runtime``: ``inference_threads``, ``flow_prefetch_threads``) is fed the
+  snippet's frames as fast as it takes them (a blocking submit: nothing is dropped) with
+  ``runtime.wait_for_keyframes`` on, so every scheduled keyframe runs, none is superseded, and
+  the flow worker may run ahead of the network by one keyframe interval, as the paper's GPU/CPU
+  split does.
 * Feeding starts one keyframe interval before the worst-case start of the synchronous protocol
   (:func:`runtime_first_frame`): the keyframe that the annotated frame derives from is then an
   asynchronous one, requested while frames keep coming. If its result has not arrived when the
@@ -73,14 +74,15 @@ class RuntimeEvaluator:
     Args:
         model, refiner: the networks (shared by every stream).
         operating_points: the points to run (the per-frame baseline is measured separately).
-        config: flow / IAM settings; the runtime's buffer and keyframe waiting are set here.
+        config: flow / IAM / runtime settings; keyframe waiting is switched on here and the
+            buffer holds at least two frames.
         num_classes: classes of the confusion matrices.
     """
 
     def __init__(self, model, refiner, operating_points: Sequence[OperatingPoint],
                  config: EvsConfig, num_classes: int):
-        runtime_config = replace(config.runtime, inference_threads=1, flow_threads=1,
-                                 input_queue_size=2, wait_for_keyframes=True)
+        runtime_config = replace(config.runtime, wait_for_keyframes=True,
+                                 input_queue_size=max(2, config.runtime.input_queue_size))
         self.config = replace(config, runtime=runtime_config)
         self.runtime = EvsRuntime(self.config, model, refiner)
         self.runs = [RuntimeOpRun(op, ConfusionMatrix(num_classes))

@@ -2,8 +2,9 @@
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
+import cv2
 import numpy as np
 
 STAGES = ('flow_ms', 'warp_ms', 'iam_ms', 'inference_ms', 'refine_ms')
@@ -62,13 +63,33 @@ class FrameResult:
             keyframes and refined frames; None on other frames (propagated probabilities are
             warped lazily, only when a refinement needs them) and before the first keyframe.
             Shared with the pipeline state: treat as read-only.
-        mask: uint8 (H, W) IAM inconsistency at camera resolution, 0..255 (255 = fully
-            inconsistent); zeros when not computed.
+        mask_low: float32 (h, w) IAM inconsistency in [0, 1] at the probability resolution, or
+            None when not computed; :attr:`mask` is it at camera resolution.
         meta: any user object given with the frame (e.g. the ROS header), passed through unchanged.
     """
 
     info: FrameInfo
     labels: np.ndarray
     probs: Optional[np.ndarray] = None
-    mask: Optional[np.ndarray] = None
+    mask_low: Optional[np.ndarray] = None
     meta: Any = field(default=None)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """uint8 (H, W) IAM inconsistency at camera resolution, 0..255 (255 = fully
+        inconsistent; zeros when not computed). Made on first use: most consumers never ask."""
+        cached = self.__dict__.get('_mask')
+        if cached is None:
+            cached = self.__dict__['_mask'] = mask_to_camera(self.mask_low, self.labels.shape)
+        return cached
+
+
+def mask_to_camera(mask: Optional[np.ndarray], camera_hw: Tuple[int, int]) -> np.ndarray:
+    """Return uint8 (H, W) 0..255 from a float32 (h, w) [0, 1] mask (zeros for None)."""
+    height, width = camera_hw
+    if mask is None:
+        return np.zeros((height, width), np.uint8)
+    mask_u8 = np.clip(np.asarray(mask, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if mask_u8.shape == (height, width):
+        return mask_u8
+    return cv2.resize(mask_u8, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -30,12 +30,13 @@ class PropagationState:
     Attributes:
         labels: uint8 (H, W) labels at camera resolution.
         labels_low: uint8 (h, w) argmax labels at the probability resolution (IAM input).
-        probs: float32 (C, h, w) probabilities. Like the features they are warped lazily:
-            ``probs_flow`` says how to align them with the current frame. Operating points
-            without refinement never need them between keyframes, which saves one C-channel
-            remap per propagated frame.
-        probs_flow: float32 (h, w, 2) flow from the current frame to the frame ``probs`` are
-            aligned with (composed at the probability resolution), or None if aligned.
+        probs: float32 (C, h, w) probabilities. They are warped lazily: ``probs_steps`` says
+            how to align them with the current frame. Operating points without refinement never
+            need them between keyframes, which saves one C-channel remap and one flow
+            composition per propagated frame.
+        probs_steps: float32 (h, w, 2) flows at the probability resolution, one per step since
+            ``probs`` were aligned (oldest first, current -> previous each); composed in that
+            order when a refinement needs the probabilities. Empty when aligned.
         features: float32 (Cf, hf, wf) keyframe low-level features, or None. They are warped
             lazily: ``features_flow`` says how to align them with the current frame.
         features_flow: float32 (hf, wf, 2) flow from the current frame to the frame the features
@@ -49,7 +50,7 @@ class PropagationState:
     features: Optional[np.ndarray] = None
     features_flow: Optional[np.ndarray] = None
     age: int = 0
-    probs_flow: Optional[np.ndarray] = None
+    probs_steps: Tuple[np.ndarray, ...] = ()
 
 
 def upsample_labels(labels_low: np.ndarray, camera_hw: Tuple[int, int]) -> np.ndarray:
@@ -100,9 +101,9 @@ def propagate(state: PropagationState, flow_cur_to_prev: np.ndarray, iam_config:
               timings: Optional[dict] = None):
     """Warp labels to the current frame (eq. 1-2), then run IAM (eq. 3).
 
-    Probabilities and features are not warped here: their pending flows are composed and they
-    are warped once, when a refinement needs them (:func:`aligned_probs`,
-    :func:`aligned_features`).
+    Probabilities and features are not warped here: the probabilities' step flows are kept and
+    the features' pending flow is composed; each is warped once, when a refinement needs it
+    (:func:`aligned_probs`, :func:`aligned_features`).
 
     Args:
         state: the state of the frame the flow points to (left unchanged).
@@ -120,12 +121,12 @@ def propagate(state: PropagationState, flow_cur_to_prev: np.ndarray, iam_config:
     probs_hw = state.probs.shape[-2:]
     flow_low = resize_flow(flow_cur_to_prev, probs_hw)
     labels = warp_labels(state.labels, flow_cur_to_prev)
-    probs_flow = _compose_pending(state.probs_flow, flow_low)
+    probs_steps = state.probs_steps + (flow_low,)
     features_flow = _defer_feature_warp(state, flow_cur_to_prev)
     _add_ms(timings, 'warp_ms', start)
     iam = _run_iam(state.labels_low, flow_low, iam_config, flow_prev_to_cur, timings)
     new_state = replace(state, labels=labels, labels_low=iam.labels_warped,
-                        probs_flow=probs_flow, features_flow=features_flow,
+                        probs_steps=probs_steps, features_flow=features_flow,
                         age=state.age + steps)
     return new_state, iam
 
@@ -161,12 +162,15 @@ def _defer_feature_warp(state: PropagationState, flow_cur_to_prev: np.ndarray):
 def aligned_probs(state: PropagationState, timings: Optional[dict] = None) -> np.ndarray:
     """Return float32 (C, h, w) probabilities aligned with the current frame (P_warped).
 
-    Warps them once with the composed pending flow and caches the result in ``state``.
+    Composes the pending step flows in order and warps once; caches the result in ``state``.
     """
-    if state.probs_flow is not None:
+    if state.probs_steps:
         start = time.perf_counter()
-        state.probs = warp_dense(state.probs, state.probs_flow)
-        state.probs_flow = None
+        pending = state.probs_steps[0]
+        for step in state.probs_steps[1:]:
+            pending = compose_flows(pending, step)
+        state.probs = warp_dense(state.probs, pending)
+        state.probs_steps = ()
         _add_ms(timings, 'warp_ms', start)
     return state.probs
 
@@ -174,7 +178,7 @@ def aligned_probs(state: PropagationState, timings: Optional[dict] = None) -> np
 def current_probs(state: PropagationState) -> Optional[np.ndarray]:
     """The probabilities if they are aligned with the current frame without extra work, else
     None (propagated frames without refinement; :func:`aligned_probs` computes them)."""
-    return state.probs if state.probs_flow is None else None
+    return None if state.probs_steps else state.probs
 
 
 def aligned_features(state: PropagationState, timings: Optional[dict] = None):
@@ -215,17 +219,6 @@ def apply_refinement(state: PropagationState, probs_refiner: np.ndarray, mask: n
     touched = upsample_labels(touched_low.astype(np.uint8), state.labels.shape)
     refined = upsample_labels(labels_low, state.labels.shape)
     state.labels = cv2.copyTo(refined, touched, state.labels.copy())
-
-
-def mask_to_camera(mask: Optional[np.ndarray], camera_hw: Tuple[int, int]) -> np.ndarray:
-    """Return uint8 (H, W) 0..255 from a float32 (h, w) [0, 1] mask (zeros for None)."""
-    height, width = camera_hw
-    if mask is None:
-        return np.zeros((height, width), np.uint8)
-    mask_u8 = np.clip(np.asarray(mask, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if mask_u8.shape == (height, width):
-        return mask_u8
-    return cv2.resize(mask_u8, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _add_ms(timings: Optional[dict], key: str, start: float) -> None:

@@ -45,7 +45,7 @@ from evs_ros.pipeline.results import FrameInfo, FrameResult
 from evs_ros.pipeline.scheduler import KeyframeScheduler
 from evs_ros.pipeline.state import (
     aligned_features, aligned_probs, apply_refinement, consecutive_flows, current_probs,
-    mask_to_camera, propagate, state_from_prediction,
+    propagate, state_from_prediction,
 )
 from evs_ros.pipeline.stats import StreamStats
 
@@ -321,14 +321,13 @@ class FrameStepper:
     def _result(self, iam, refined, camera_hw) -> FrameResult:
         if self._state is None:  # the very first keyframe failed: nothing known yet
             info = FrameInfo(frames_since_keyframe=-1)
-            return FrameResult(info, np.full(camera_hw, 255, np.uint8), None,
-                               mask_to_camera(None, camera_hw))
+            return FrameResult(info, np.full(camera_hw, 255, np.uint8))
         fraction = math.nan if iam is None else float(iam.inconsistent_fraction)
         self._last_fraction = fraction
         info = FrameInfo(frames_since_keyframe=self._state.age, refined=refined,
                          inconsistent_fraction=fraction)
-        mask = mask_to_camera(None if iam is None else iam.mask, camera_hw)
-        return FrameResult(info, self._state.labels, current_probs(self._state), mask)
+        return FrameResult(info, self._state.labels, current_probs(self._state),
+                           None if iam is None else iam.mask)
 
     @staticmethod
     def _fill_info(info, seq, stamp_ns, op, keyframe, timings, start) -> None:

@@ -8,6 +8,7 @@ dependency of one command never breaks the others.
 
 import argparse
 import importlib
+import os
 import sys
 
 # command name -> (module under evs_ros.tools, one-line help)
@@ -36,7 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Dispatch to the command module; a closed output pipe (``evs weights list | head``) ends
+    quietly, as the Python documentation recommends."""
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(argv) -> int:
     parser = build_parser()
     if not argv or argv[0] in ('-h', '--help') or argv[0] not in COMMANDS:
         parser.parse_args(argv or ['--help'])
