@@ -83,6 +83,14 @@ class FlowConfig:
         0, 'DIS custom: variational refinement iterations (0 = off)', (0, 100))
     scale: float = setting(1.0, 'compute flow on frames resized by this factor, then resize the '
                            'flow back (1.0 = native)', (0.05, 1.0))
+    max_width: int = setting(1024, 'compute flow on frames at most this wide (a 2048 px camera: '
+                             'half size; docs/benchmarks.md section 8); 0 = no cap; flow is '
+                             'never computed on frames narrower than 256 px', (0, 16384))
+    labels_from: str = setting(
+        'keyframe', 'warp the labels from the previous frame at camera resolution (paper eq. 1) '
+        'or from the keyframe through the flows composed since it, at the probability '
+        'resolution (one resampling in all, no camera-size flow)',
+        choices=('previous', 'keyframe'))
 
     def __post_init__(self):
         validate_fields('flow', self)
@@ -149,11 +157,14 @@ class OperatingPoint:
                'labels)')
 
 
-def _op(name, d, s, w, r):
-    return OperatingPoint(name=name, downscale=d, keyframe_interval=s, warp=w, refine=r)
+def _op(name, d, s, w, r, flow_scale=0.0):
+    return OperatingPoint(name=name, downscale=d, keyframe_interval=s, warp=w, refine=r,
+                          flow_scale=flow_scale)
 
 
-# Paper Table 2, exactly: name -> (D, S, W, R).
+# Paper Table 2, exactly: name -> (D, S, W, R). The fastest points with W on also compute flow on
+# quarter-size frames: the propagations they add cost at most a few points against the paper's
+# accuracy budget for them (docs/benchmarks.md section 8).
 OPERATING_POINTS: Dict[str, OperatingPoint] = {op.name: op for op in (
     _op('EVS01', 1.0, 1, True, True),
     _op('EVS02', 1.0, 2, True, True),
@@ -164,11 +175,11 @@ OPERATING_POINTS: Dict[str, OperatingPoint] = {op.name: op for op in (
     _op('EVS07', 1.0, 5, True, False),
     _op('EVS08', 1.0, 5, False, False),
     _op('EVS09', 0.5, 5, False, False),
-    _op('EVS10', 1.0, 10, True, False),
+    _op('EVS10', 1.0, 10, True, False, flow_scale=0.25),
     _op('EVS11', 1.0, 10, False, False),
-    _op('EVS12', 0.5, 10, True, False),
+    _op('EVS12', 0.5, 10, True, False, flow_scale=0.25),
     _op('EVS13', 0.5, 10, False, False),
-    _op('EVS14', 0.5, 17, True, False),
+    _op('EVS14', 0.5, 17, True, False, flow_scale=0.25),
     # Not in the paper (its §5 future work): keyframe when propagation becomes unreliable.
     OperatingPoint(name='ADAPTIVE', downscale=1.0, keyframe_interval=10, warp=True,
                    refine=False, adaptive=True, adaptive_threshold=0.01,

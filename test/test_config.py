@@ -105,9 +105,10 @@ def test_operating_point_names_are_canonical():
 
 def test_an_operating_point_may_carry_its_own_flow_scale():
     from evs_ros.config import effective_flow
-    config = config_from_flat({'flow.scale': 0.5, 'operating_point.preset': 'EVS14'})
+    config = config_from_flat({'flow.scale': 0.5, 'operating_point.preset': 'EVS07'})
     assert effective_flow(config).scale == 0.5
     scaled = config_from_flat({'operating_point.flow_scale': 0.25}, config)
     assert effective_flow(scaled).scale == 0.25 and scaled.flow.scale == 0.5
+    assert effective_flow(config_from_flat({'operating_point.preset': 'EVS14'})).scale == 0.25
     with pytest.raises(ValueError, match='flow_scale=0.01: must be 0'):
         config_from_flat({'operating_point.flow_scale': 0.01})

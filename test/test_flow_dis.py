@@ -132,3 +132,12 @@ def test_reduced_flow_shrinks_each_frame_once_and_matches_a_fresh_estimator(monk
     assert len(shrunk) == 3  # a, b, c
     monkeypatch.setattr(dis_module.cv2, 'resize', real_resize)
     np.testing.assert_array_equal(flows[1], FlowEstimator(config).calc(c, b))
+
+
+def test_flow_is_capped_at_a_width_and_scales_combine():
+    assert FlowEstimator(FlowConfig(max_width=1024)).scale_for(2048) == 0.5
+    assert FlowEstimator(FlowConfig(max_width=1024)).scale_for(640) == 1.0
+    assert FlowEstimator(FlowConfig(max_width=1024, scale=0.25)).scale_for(2048) == 0.25
+    assert FlowEstimator(FlowConfig(max_width=0, scale=0.5)).scale_for(4096) == 0.5
+    assert FlowEstimator(FlowConfig(scale=0.25)).scale_for(640) == 0.4  # at least 256 px wide
+    assert FlowEstimator(FlowConfig(scale=0.25)).scale_for(200) == 1.0

@@ -156,3 +156,17 @@ def test_bad_inputs_say_what_to_do():
         warp_labels(_labels(), identity_flow(H, W), border='wrap')
     with pytest.raises(ValueError, match='C, h, w'):
         warp_dense(np.zeros((1, 2, H, W), np.float32), identity_flow(H, W))
+
+
+def test_flow_field_resizes_once_per_resolution_and_rescales_vectors():
+    from evs_ros.flow import FlowField
+    native = np.zeros((8, 16, 2), np.float32)
+    native[..., 0] = 1.0  # one pixel of the 16-wide grid
+    field = FlowField(native, (32, 64))
+    assert field.at((8, 16)) is native
+    full = field.full
+    assert full.shape == (32, 64, 2) and np.allclose(full[..., 0], 4.0)
+    assert field.at((32, 64)) is full  # cached
+    assert np.allclose(field.at((16, 32))[..., 0], 2.0)
+    wrapped = FlowField.of(full)
+    assert wrapped.camera_hw == (32, 64) and FlowField.of(wrapped) is wrapped

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from evs_ros.config import EvsConfig, IamConfig, RuntimeConfig, operating_point
+from evs_ros.config import EvsConfig, FlowConfig, IamConfig, RuntimeConfig, operating_point
 from evs_ros.models.base import Prediction
 from evs_ros.pipeline import EvsPipeline, EvsStream
 from evs_ros.pipeline.flow_prefetch import PrefetchedFlow
@@ -143,3 +143,16 @@ def test_flows_prefetched_on_other_cores_change_nothing(name, monkeypatch):
     assert_same(run_sync(config, images, {}), results)
     prefetched = sum(flows is not None for flows in used)
     assert prefetched >= 4 if operating_point(name).warp else prefetched == 0
+
+
+@pytest.mark.parametrize('name', ['EVS02', 'EVS07', 'ADAPTIVE'])
+def test_parity_holds_when_labels_are_warped_from_the_previous_frame(name):
+    """The other label mode (paper eq. 1; the default warps from the keyframe)."""
+    config = EvsConfig(operating_point=operating_point(name),
+                       flow=FlowConfig(labels_from='previous'),
+                       runtime=RuntimeConfig(input_queue_size=1))
+    images = frames(14)
+    sync_results = run_sync(config, images, {})
+    assert_same(sync_results, run_runtime_inline(config, images, {}))
+    assert not np.array_equal(sync_results[3].labels, run_sync(
+        replace(config, flow=FlowConfig(labels_from='keyframe')), images, {})[3].labels)

@@ -102,8 +102,8 @@ def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
             if progress is not None:
                 progress(snippet)
     finally:
-        if extra:
-            extra[0].close()
+        for part in extra:
+            part.close()
     if not names:
         raise ValueError('no annotated snippet to evaluate (check --data/--split)')
     results = evaluator.results()
@@ -122,7 +122,7 @@ def _runtime_parts(model, refiner, operating_points, config, class_names, runtim
         return ()
     from evs_ros.evaluation.runtime_runs import BothCoresBaseline, RuntimeEvaluator
     return (RuntimeEvaluator(model, refiner, operating_points, config, len(class_names)),
-            BothCoresBaseline(model, config))
+            BothCoresBaseline(model))
 
 
 def _warm_up(snippet: EvalSnippet, evaluator, extra) -> None:

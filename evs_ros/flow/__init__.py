@@ -6,11 +6,12 @@ functions use to pull the previous frame's labels / probabilities / features ont
 """
 
 from evs_ros.flow.dis import FlowEstimator, create_dis, dis_parameters, to_gray
+from evs_ros.flow.field import FlowField
 from evs_ros.flow.warp import (
     compose_flows, identity_flow, pixel_grid, resize_flow, warp_dense, warp_labels,
 )
 
 __all__ = [
-    'FlowEstimator', 'compose_flows', 'create_dis', 'dis_parameters', 'identity_flow',
+    'FlowEstimator', 'FlowField', 'compose_flows', 'create_dis', 'dis_parameters', 'identity_flow',
     'pixel_grid', 'resize_flow', 'to_gray', 'warp_dense', 'warp_labels',
 ]

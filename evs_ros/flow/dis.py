@@ -15,13 +15,15 @@ import cv2
 import numpy as np
 
 from evs_ros.config import FlowConfig
-from evs_ros.flow.warp import resize_flow
+from evs_ros.flow.field import FlowField
 
 _DIS_PRESETS = {
     'ultrafast': cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     'fast': cv2.DISOPTICAL_FLOW_PRESET_FAST,
     'medium': cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
+MIN_FLOW_WIDTH = 256
+"""Flow is never computed on frames narrower than this (unless the camera's are)."""
 # Paper Fig. 6: "2 layers pyramid, averaging window of 9 pixels and 15 iterations". OpenCV's
 # ``levels`` counts the layers including the original image.
 FARNEBACK_PARAMS = dict(pyr_scale=0.5, levels=2, winsize=9, iterations=15, poly_n=5,
@@ -101,21 +103,35 @@ class FlowEstimator:
 
         Returns:
             float32 (H, W, 2): ``(dx, dy)`` in full-resolution pixels such that pixel ``p`` of the
-            current frame was at ``p + flow[p]`` in the previous frame. With ``config.scale < 1``
-            the flow is computed on frames resized by ``scale`` and resized back (vectors scaled
-            by the exact size ratio, i.e. about ``1 / scale``).
+            current frame was at ``p + flow[p]`` in the previous frame. With a scale below 1
+            (:meth:`scale_for`) the flow is computed on frames resized by it and resized back
+            (vectors scaled by the exact size ratio, i.e. about ``1 / scale``).
         """
+        return self.calc_field(gray_cur, gray_prev).full
+
+    def calc_field(self, gray_cur: np.ndarray, gray_prev: np.ndarray) -> FlowField:
+        """:meth:`calc` as a :class:`~evs_ros.flow.field.FlowField`: kept at the resolution DIS
+        ran at, resized only to the resolutions asked for."""
         if gray_cur.shape != gray_prev.shape or gray_cur.ndim != 2:
             raise ValueError(f'need two gray (H, W) frames of one size, got {gray_cur.shape} '
                              f'and {gray_prev.shape}; use to_gray() on colour frames')
         height, width = gray_cur.shape
-        scale = self.config.scale
+        scale = self.scale_for(width)
         if scale >= 1.0:
-            return self._calc_native(gray_cur, gray_prev)
+            return FlowField(self._calc_native(gray_cur, gray_prev), (height, width))
         size_wh = (max(8, round(width * scale)), max(8, round(height * scale)))
         small_prev = self._shrink(gray_prev, size_wh)
         small_cur = self._shrink(gray_cur, size_wh)
-        return resize_flow(self._calc_native(small_cur, small_prev), (height, width))
+        return FlowField(self._calc_native(small_cur, small_prev), (height, width))
+
+    def scale_for(self, width: int) -> float:
+        """The scale flow is computed at for frames ``width`` px wide: ``config.scale``, capped
+        so that the frames are at most ``config.max_width`` wide (0: no cap), and never below
+        :data:`MIN_FLOW_WIDTH` px (DIS needs texture to track; the frame's own width if less)."""
+        scale = self.config.scale
+        if self.config.max_width and width > self.config.max_width:
+            scale = min(scale, self.config.max_width / width)
+        return max(scale, min(1.0, MIN_FLOW_WIDTH / max(1, width)))
 
     def _shrink(self, gray: np.ndarray, size_wh) -> np.ndarray:
         """``gray`` resized to ``size_wh``; the previous frame of a stream is the last current
@@ -123,7 +139,12 @@ class FlowEstimator:
         last, small = self._shrunk
         if last is gray and small.shape[::-1] == tuple(size_wh):
             return small
-        small = cv2.resize(gray, size_wh, interpolation=cv2.INTER_AREA)
+        small = gray
+        while small.shape[1] >= 2 * size_wh[0] and small.shape[0] >= 2 * size_wh[1]:
+            halved = ((small.shape[1] + 1) // 2, (small.shape[0] + 1) // 2)
+            small = cv2.resize(small, halved, interpolation=cv2.INTER_AREA)  # fast 2x path
+        if small.shape[::-1] != tuple(size_wh):
+            small = cv2.resize(small, size_wh, interpolation=cv2.INTER_AREA)
         self._shrunk = (gray, small)
         return small
 

@@ -20,7 +20,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from evs_ros.config import IamConfig
-from evs_ros.flow import compose_flows, resize_flow
+from evs_ros.flow import FlowField, compose_flows
 from evs_ros.pipeline.state import propagate
 
 CHAIN_DOWNSCALE = 4
@@ -54,15 +54,17 @@ class PendingKeyframe:
         else:
             self.flow_to_keyframe = compose_flows(self.flow_to_keyframe, flow_cur_to_prev)
 
-    def carry_forward(self, seq: int, iam_config: IamConfig, timings: dict = None):
+    def carry_forward(self, seq: int, iam_config: IamConfig, timings: dict = None,
+                      labels_from: str = 'previous'):
         """Return (state at frame ``seq``, IamResult or None) from the arrived keyframe state."""
         state = self.request.result
         steps = seq - self.frame_seq
         if steps == 0 or self.chain_broken or self.flow_to_keyframe is None:
             state.age = steps
             return state, None
-        flow = resize_flow(self.flow_to_keyframe, state.labels.shape)
-        return propagate(state, flow, iam_config, steps=steps, timings=timings)
+        flow = FlowField(self.flow_to_keyframe, state.labels.shape)
+        return propagate(state, flow, iam_config, steps=steps, timings=timings,
+                         labels_from=labels_from)
 
 
 def chain_size(camera_hw: Tuple[int, int]) -> Tuple[int, int]:
@@ -70,12 +72,14 @@ def chain_size(camera_hw: Tuple[int, int]) -> Tuple[int, int]:
     return tuple(max(1, -(-size // CHAIN_DOWNSCALE)) for size in camera_hw)
 
 
-def extend_all(pendings, flow_cur_to_prev: Optional[np.ndarray], timings: dict) -> None:
-    """Extend every pending keyframe by one frame; composition time goes to ``warp_ms``."""
+def extend_all(pendings, flow_cur_to_prev: Optional[FlowField], timings: dict) -> None:
+    """Extend every pending keyframe by one frame (``flow_cur_to_prev`` a FlowField or None);
+    composition time goes to ``warp_ms``."""
     start = time.perf_counter()
     flow_chain = None
     if pendings and flow_cur_to_prev is not None:
-        flow_chain = resize_flow(flow_cur_to_prev, chain_size(flow_cur_to_prev.shape[:2]))
+        field = FlowField.of(flow_cur_to_prev)
+        flow_chain = field.at(chain_size(field.camera_hw))
     for pending in pendings:
         pending.extend(flow_chain)
     if pendings and flow_cur_to_prev is not None:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from evs_ros.config import IamConfig
-from evs_ros.flow import compose_flows, resize_flow, warp_dense, warp_labels
+from evs_ros.flow import FlowField, compose_flows, warp_dense, warp_labels
 from evs_ros.models.base import Prediction
 
 
@@ -42,6 +42,10 @@ class PropagationState:
         features_flow: float32 (hf, wf, 2) flow from the current frame to the frame the features
             are aligned with (flows composed at the feature resolution), or None if aligned.
         age: propagation/hold steps since the keyframe (0 = the keyframe itself).
+        anchor_labels_low: uint8 (h, w) labels at the probability resolution of the last frame
+            the networks set (the keyframe, or the last refined frame).
+        anchor_chain: float32 (h, w, 2) flow from the current frame to that frame (composed at
+            the probability resolution; ``flow.labels_from: keyframe`` only), None at it.
     """
 
     labels: np.ndarray
@@ -51,6 +55,8 @@ class PropagationState:
     features_flow: Optional[np.ndarray] = None
     age: int = 0
     probs_steps: Tuple[np.ndarray, ...] = ()
+    anchor_labels_low: Optional[np.ndarray] = None
+    anchor_chain: Optional[np.ndarray] = None
 
 
 def upsample_labels(labels_low: np.ndarray, camera_hw: Tuple[int, int]) -> np.ndarray:
@@ -76,29 +82,38 @@ def state_from_prediction(prediction: Prediction, camera_hw: Tuple[int, int]) ->
     if features is not None:
         features = np.asarray(features, dtype=np.float32)
     return PropagationState(labels=upsample_labels(labels_low, camera_hw), labels_low=labels_low,
-                            probs=probs, features=features)
+                            probs=probs, features=features, anchor_labels_low=labels_low)
 
 
 def consecutive_flows(estimator, gray_cur: np.ndarray, gray_prev: np.ndarray,
                       iam_config: IamConfig, timings: Optional[dict] = None):
-    """DIS between two consecutive frames: (flow_cur_to_prev, flow_prev_to_cur or None).
+    """DIS between two consecutive frames: (flow_cur_to_prev, flow_prev_to_cur or None) as
+    :class:`~evs_ros.flow.field.FlowField` objects.
 
     The backward flow is computed only for ``iam.backward_flow == 'dis'`` (exact IAM, about
-    twice the flow cost); ``flow_ms`` in ``timings`` covers both.
+    twice the flow cost); ``flow_ms`` in ``timings`` covers both. Estimators with only ``calc``
+    (camera-resolution arrays) work too.
     """
     start = time.perf_counter()
-    flow_cur_to_prev = estimator.calc(gray_cur, gray_prev)
+    flow_cur_to_prev = _flow_field(estimator, gray_cur, gray_prev)
     flow_prev_to_cur = None
     if iam_config.backward_flow == 'dis':
-        flow_prev_to_cur = estimator.calc(gray_prev, gray_cur)
+        flow_prev_to_cur = _flow_field(estimator, gray_prev, gray_cur)
     if timings is not None:
         timings['flow_ms'] = (time.perf_counter() - start) * 1000.0
     return flow_cur_to_prev, flow_prev_to_cur
 
 
-def propagate(state: PropagationState, flow_cur_to_prev: np.ndarray, iam_config: IamConfig,
-              steps: int = 1, flow_prev_to_cur: Optional[np.ndarray] = None,
-              timings: Optional[dict] = None):
+def _flow_field(estimator, gray_cur, gray_prev) -> FlowField:
+    calc_field = getattr(estimator, 'calc_field', None)
+    if calc_field is not None:
+        return calc_field(gray_cur, gray_prev)
+    return FlowField.of(estimator.calc(gray_cur, gray_prev))
+
+
+def propagate(state: PropagationState, flow_cur_to_prev, iam_config: IamConfig,
+              steps: int = 1, flow_prev_to_cur=None, timings: Optional[dict] = None,
+              labels_from: str = 'previous'):
     """Warp labels to the current frame (eq. 1-2), then run IAM (eq. 3).
 
     Probabilities and features are not warped here: the probabilities' step flows are kept and
@@ -107,26 +122,38 @@ def propagate(state: PropagationState, flow_cur_to_prev: np.ndarray, iam_config:
 
     Args:
         state: the state of the frame the flow points to (left unchanged).
-        flow_cur_to_prev: float32 (H, W, 2) flow at camera resolution from the current frame to
-            the state's frame (one frame back, or several frames composed).
+        flow_cur_to_prev: :class:`~evs_ros.flow.field.FlowField` (or float32 (H, W, 2) at camera
+            resolution) from the current frame to the state's frame (one frame back, or several
+            frames composed).
         iam_config: IAM settings; IAM runs at the probability resolution.
         steps: frames between the two (added to ``age``).
-        flow_prev_to_cur: float32 (H, W, 2) exact backward flow for IAM, or None.
+        flow_prev_to_cur: the exact backward flow for IAM (same forms), or None.
         timings: optional dict; ``warp_ms`` and ``iam_ms`` are added to it.
+        labels_from: ``'previous'``: the state's camera-resolution labels warped with the flow
+            at camera resolution (paper eq. 1); ``'keyframe'``: the anchor's low-resolution
+            labels warped once through the composed chain, then upsampled (``flow.labels_from``).
 
     Returns:
-        (new state, IamResult). The new ``labels_low`` is IAM's forward-warped L_F.
+        (new state, IamResult).
     """
     start = time.perf_counter()
-    probs_hw = state.probs.shape[-2:]
-    flow_low = resize_flow(flow_cur_to_prev, probs_hw)
-    labels = warp_labels(state.labels, flow_cur_to_prev)
+    field = FlowField.of(flow_cur_to_prev)
+    flow_low = field.at(state.probs.shape[-2:])
+    anchor_chain = None
+    if labels_from == 'keyframe':
+        anchor_chain = _compose_pending(state.anchor_chain, flow_low)
+        labels_low = warp_labels(state.anchor_labels_low, anchor_chain)
+        labels = upsample_labels(labels_low, state.labels.shape)
+    else:
+        labels = warp_labels(state.labels, field.full)
     probs_steps = state.probs_steps + (flow_low,)
-    features_flow = _defer_feature_warp(state, flow_cur_to_prev)
+    features_flow = _defer_feature_warp(state, field)
     _add_ms(timings, 'warp_ms', start)
     iam = _run_iam(state.labels_low, flow_low, iam_config, flow_prev_to_cur, timings)
-    new_state = replace(state, labels=labels, labels_low=iam.labels_warped,
-                        probs_steps=probs_steps, features_flow=features_flow,
+    if labels_from != 'keyframe':
+        labels_low = iam.labels_warped
+    new_state = replace(state, labels=labels, labels_low=labels_low, probs_steps=probs_steps,
+                        features_flow=features_flow, anchor_chain=anchor_chain,
                         age=state.age + steps)
     return new_state, iam
 
@@ -141,7 +168,7 @@ def _run_iam(labels_low_prev, flow_low, iam_config, flow_prev_to_cur, timings):
     start = time.perf_counter()
     backward = None
     if flow_prev_to_cur is not None:
-        backward = resize_flow(flow_prev_to_cur, flow_low.shape[:2])
+        backward = FlowField.of(flow_prev_to_cur).at(flow_low.shape[:2])
     elif iam_config.backward_flow == 'dis':
         # A flow composed over several frames (keyframe catch-up) has no exact backward flow:
         # use the negated-flow approximation there rather than failing the frame.
@@ -151,12 +178,11 @@ def _run_iam(labels_low_prev, flow_low, iam_config, flow_prev_to_cur, timings):
     return iam
 
 
-def _defer_feature_warp(state: PropagationState, flow_cur_to_prev: np.ndarray):
+def _defer_feature_warp(state: PropagationState, field: FlowField):
     """Compose the pending feature flow with one more step, at the feature resolution."""
     if state.features is None:
         return None
-    flow_feat = resize_flow(flow_cur_to_prev, state.features.shape[-2:])
-    return _compose_pending(state.features_flow, flow_feat)
+    return _compose_pending(state.features_flow, field.at(state.features.shape[-2:]))
 
 
 def aligned_probs(state: PropagationState, timings: Optional[dict] = None) -> np.ndarray:
@@ -216,6 +242,7 @@ def apply_refinement(state: PropagationState, probs_refiner: np.ndarray, mask: n
     labels_low = state.labels_low.copy()
     labels_low[touched_low] = np.argmax(state.probs[:, touched_low], axis=0)
     state.labels_low = labels_low
+    state.anchor_labels_low, state.anchor_chain = labels_low, None  # the networks set it
     touched = upsample_labels(touched_low.astype(np.uint8), state.labels.shape)
     refined = upsample_labels(labels_low, state.labels.shape)
     state.labels = cv2.copyTo(refined, touched, state.labels.copy())

@@ -200,9 +200,9 @@ class FrameStepper:
         request = self._inference.submit(self._key, 'keyframe', seq, work, staleness)
         return PendingKeyframe(request, seq)
 
-    def _next_flow(self, image_bgr, op, seq, request, timings, prefetched
-                   ) -> Optional[np.ndarray]:
-        """Flow current -> previous frame, or None (W off, no previous gray, or not needed)."""
+    def _next_flow(self, image_bgr, op, seq, request, timings, prefetched):
+        """FlowField current -> previous frame, or None (W off, no previous gray, or not
+        needed)."""
         gray_cur = to_gray(image_bgr) if op.warp else None
         gray_prev, self._gray_prev = self._gray_prev, gray_cur
         self._flow_backward = None
@@ -263,7 +263,8 @@ class FrameStepper:
             return None, False
         self._stats.count('keyframes')
         timings['inference_ms'] = usable.request.elapsed_ms
-        self._state, iam = usable.carry_forward(seq, self._config.iam, timings)
+        self._state, iam = usable.carry_forward(seq, self._config.iam, timings,
+                                                self._config.flow.labels_from)
         return iam, True
 
     def _wait_first_keyframe(self, seq, timings):
@@ -293,7 +294,8 @@ class FrameStepper:
             self._state.age += 1  # W off (or W just switched on): hold the last labels
             return None
         self._state, iam = propagate(self._state, flow, self._config.iam,
-                                     flow_prev_to_cur=self._flow_backward, timings=timings)
+                                     flow_prev_to_cur=self._flow_backward, timings=timings,
+                                     labels_from=self._config.flow.labels_from)
         return iam
 
     def _refine(self, image_bgr, seq, op, iam, timings) -> bool:

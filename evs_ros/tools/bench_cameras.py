@@ -49,7 +49,8 @@ def markdown(report) -> str:
     """The trials as a table: one row per camera count."""
     lines = ['# evs bench cameras', '', f"Hardware: {report['hardware_line']}. "
              f"{report['resolution']} at {report['rate_hz']:g} Hz, operating point "
-             f"{report['operating_point']}, flow.scale {report['flow_scale']:g}, backend "
+             f"{report['operating_point']}, flow computed at scale {report['flow_scale']:g}, "
+             f"backend "
              f"`{report['backend']}`, {report['seconds']:g} s per trial.", '',
              f"**Cameras served: {report['cameras_served']}**", '',
              '| cameras | served | labelled / sent | dropped | latency p50 / p99 ms | '
@@ -69,6 +70,7 @@ def markdown(report) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the trials; write JSON and markdown."""
     from evs_ros.config import effective_flow
+    from evs_ros.flow import FlowEstimator
     from evs_ros.evaluation import model_class_names
     from evs_ros.evaluation.cameras import CameraTrial, camera_capacity
     try:
@@ -84,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     report = {'hardware': hardware, 'hardware_line': common.hardware_line(hardware),
               'resolution': args.resolution, 'rate_hz': args.rate_hz, 'seconds': args.seconds,
               'operating_point': config.operating_point.name, 'backend': config.model.backend,
-              'flow_scale': effective_flow(config).scale, 'config': _settings(config),
+              'flow_scale': FlowEstimator(effective_flow(config)).scale_for(
+                  clips[0].frames[0].shape[1]), 'config': _settings(config),
               f'cameras_at_{args.rate_hz:g}hz': result['cameras_served'], **result}
     common.write_json(os.path.join(args.out, 'cameras.json'), report)
     common.write_text(os.path.join(args.out, 'cameras.md'), markdown(report))

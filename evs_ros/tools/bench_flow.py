@@ -188,7 +188,7 @@ def run(args) -> int:
         return common.fail('bench flow', error)
     cv2.setNumThreads(args.threads)
     allocator_tuned = args.tune_allocator and tune_allocator()
-    flow_config = config.flow
+    flow_config = replace(config.flow, max_width=0)  # DIS at the full resolution measured
     if args.preset:
         flow_config = replace(flow_config, dis_preset=args.preset)
     iam_config = config.iam

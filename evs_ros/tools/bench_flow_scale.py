@@ -36,7 +36,8 @@ def study_resolution(args, config, model, size_wh, scales):
     from evs_ros.evaluation.figures import PropagationStudy
     from evs_ros.evaluation import model_class_names
     from evs_ros.evaluation.snippets import snippet_source
-    flows = {f'scale {scale:g}': replace(config.flow, scale=scale) for scale in scales}
+    flows = {f'scale {scale:g}': replace(config.flow, scale=scale, max_width=0)
+             for scale in scales}
     study = PropagationStudy(model, args.max_propagations, config=config, flows=flows,
                              num_classes=len(model_class_names(model)))
     snippets, count, described = snippet_source(args.data, args.split, args.synth_snippets or 10,
