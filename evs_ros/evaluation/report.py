@@ -89,18 +89,8 @@ def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
         study = PropagationStudy(model, figure_propagations, config=config,
                                  num_classes=len(class_names))
     extra = _runtime_parts(model, refiner, operating_points, config, class_names, runtime)
-    names, resolution = [], None
     try:
-        for snippet in snippets:
-            if not names:
-                _warm_up(snippet, evaluator, extra)
-                resolution = f'{snippet.frames[0].shape[1]}x{snippet.frames[0].shape[0]}'
-            for part in (evaluator, study) + extra:
-                if part is not None:
-                    part.add(snippet)
-            names.append(snippet.name)
-            if progress is not None:
-                progress(snippet)
+        names, resolution = _run_snippets(snippets, evaluator, study, extra, progress)
     finally:
         for part in extra:
             part.close()
@@ -116,22 +106,39 @@ def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
     return report
 
 
+def _run_snippets(snippets, evaluator, study, extra, progress):
+    """Every part on every snippet (one snippet in memory); returns (names, 'WxH')."""
+    names, resolution = [], None
+    for snippet in snippets:
+        if not names:
+            _warm_up(snippet, evaluator, extra)
+            resolution = f'{snippet.frames[0].shape[1]}x{snippet.frames[0].shape[0]}'
+        for part in (evaluator, study) + extra:
+            if part is not None:
+                part.add(snippet)
+        names.append(snippet.name)
+        if progress is not None:
+            progress(snippet)
+    return names, resolution
+
+
 def _runtime_parts(model, refiner, operating_points, config, class_names, runtime: bool):
-    """(RuntimeEvaluator, BothCoresBaseline) when ``runtime``, else ()."""
+    """(BothCoresBaseline, RuntimeEvaluator) when ``runtime`` (the baseline runs first on each
+    snippet, before the runtime's threads exist), else ()."""
     if not runtime:
         return ()
     from evs_ros.evaluation.runtime_runs import BothCoresBaseline, RuntimeEvaluator
-    return (RuntimeEvaluator(model, refiner, operating_points, config, len(class_names)),
-            BothCoresBaseline(model))
+    return (BothCoresBaseline(model),
+            RuntimeEvaluator(model, refiner, operating_points, config, len(class_names)))
 
 
 def _warm_up(snippet: EvalSnippet, evaluator, extra) -> None:
     evaluator.warm_up(snippet)
     if extra:
-        extra[0].warm_up(snippet)
+        extra[1].warm_up(snippet)
 
 
-def _merge_runtime(report: Dict[str, object], runtime_evaluator, baseline) -> None:
+def _merge_runtime(report: Dict[str, object], baseline, runtime_evaluator) -> None:
     """Add the runtime's keys to every operating point's entry (the baseline's by definition)."""
     perframe_hz = baseline.hz
     report['perframe_hz_both_cores'] = finite_or_none(perframe_hz, 3)

@@ -1,65 +1,16 @@
-"""Typed configuration: the one source of truth for every setting of evs_ros.
-
-One frozen dataclass per concern. The ROS node (``evs_ros/ros/params.py``), the ``evs`` command
-line and the benchmark all build their settings through :func:`config_from_flat`, so they cannot
-drift apart. Every field that maps to a ROS parameter has a non-``None`` default (rclpy infers a
-parameter's type from its default). Validation lives in ``__post_init__`` and raises a
-``ValueError`` that says what to change.
+"""The config sections (frozen dataclasses), the paper's operating points, and the whole config.
 
 Paper references point into *Efficient Video Semantic Segmentation with Labels Propagation and
 Refinement* (Paul et al.): operating points are its Table 2, DIS parameters its §4.3.1.
 """
 
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+from dataclasses import dataclass, field, fields, replace
+from typing import Dict, Optional
 
-DIS_PRESETS = ('ultrafast', 'fast', 'medium', 'custom')
-FLOW_METHODS = ('dis', 'farneback')
-DEVICES = ('auto', 'cpu', 'cuda')
-QOS_RELIABILITY = ('best_effort', 'reliable')
-
-
-class ParameterInfo(NamedTuple):
-    """What a user needs to know about one setting: the ROS parameter descriptor, the CLI help
-    and validation all read it from the field's metadata (one place)."""
-
-    help: str
-    range: Optional[Tuple[float, float]] = None
-    choices: Optional[Tuple[str, ...]] = None
-    restart: bool = False
-    """Read at start-up only (rebuilds models, threads or subscriptions)."""
-
-
-def setting(default, help: str, range: Optional[Tuple[float, float]] = None,
-            choices: Optional[Tuple[str, ...]] = None, restart: bool = False):
-    """A config field with its :class:`ParameterInfo` (validated by :func:`validate_fields`)."""
-    return field(default=default, metadata={'info': ParameterInfo(help, range, choices, restart)})
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-def allowed_text(info: ParameterInfo) -> str:
-    """'one of a, b' or 'in [lo, hi]' for messages; '' when anything goes."""
-    if info.choices:
-        return 'one of ' + ', '.join(info.choices)
-    if info.range:
-        return f'in [{info.range[0]}, {info.range[1]}]'
-    return ''
-
-
-def validate_fields(section: str, obj) -> None:
-    """Check every field of ``obj`` against its range and choices; ValueError names the setting
-    and what is allowed (``runtime.flow_threads=-1: must be in [1, 64]``)."""
-    for item in fields(obj):
-        info = item.metadata.get('info')
-        value = getattr(obj, item.name)
-        if info is None or (info.range is None and info.choices is None):
-            continue
-        ok = value in info.choices if info.choices else info.range[0] <= value <= info.range[1]
-        _check(ok, f'{section}.{item.name}={value!r}: must be {allowed_text(info)}')
+from evs_ros.config.fields import (
+    DEVICES, DIS_PRESETS, FLOW_METHODS, QOS_RELIABILITY, ParameterInfo, check, setting,
+    validate_fields,
+)
 
 
 @dataclass(frozen=True)
@@ -94,9 +45,9 @@ class FlowConfig:
 
     def __post_init__(self):
         validate_fields('flow', self)
-        _check(self.patch_stride <= self.patch_size,
-               f'flow.patch_stride={self.patch_stride}: must be <= flow.patch_size '
-               f'({self.patch_size})')
+        check(self.patch_stride <= self.patch_size,
+              f'flow.patch_stride={self.patch_stride}: must be <= flow.patch_size '
+              f'({self.patch_size})')
 
 
 @dataclass(frozen=True)
@@ -117,8 +68,8 @@ class IamConfig:
 
     def __post_init__(self):
         validate_fields('iam', self)
-        _check(self.smoothing_px % 2 == 1,
-               f'iam.smoothing_px={self.smoothing_px}: must be an odd number >= 1')
+        check(self.smoothing_px % 2 == 1,
+              f'iam.smoothing_px={self.smoothing_px}: must be an odd number >= 1')
 
 
 @dataclass(frozen=True)
@@ -149,12 +100,12 @@ class OperatingPoint:
 
     def __post_init__(self):
         validate_fields('operating_point', self)
-        _check(self.flow_scale == 0.0 or self.flow_scale >= 0.05,
-               f'operating_point.flow_scale={self.flow_scale}: must be 0 (use flow.scale) or in '
-               '[0.05, 1.0]')
-        _check(not (self.refine and not self.warp),
-               'operating_point.refine=True: needs operating_point.warp=True (R refines warped '
-               'labels)')
+        check(self.flow_scale == 0.0 or self.flow_scale >= 0.05,
+              f'operating_point.flow_scale={self.flow_scale}: must be 0 (use flow.scale) or in '
+              '[0.05, 1.0]')
+        check(not (self.refine and not self.warp),
+              'operating_point.refine=True: needs operating_point.warp=True (R refines warped '
+              'labels)')
 
 
 def _op(name, d, s, w, r, flow_scale=0.0):
@@ -233,8 +184,8 @@ class ModelConfig:
 
     def __post_init__(self):
         validate_fields('model', self)
-        _check(':' in self.backend, f'model.backend={self.backend!r}: must be a SPEC like '
-               'icnet:PATH, hf:MODEL, weights:NAME, onnx:PATH or python:MODULE:FACTORY')
+        check(':' in self.backend, f'model.backend={self.backend!r}: must be a SPEC like '
+              'icnet:PATH, hf:MODEL, weights:NAME, onnx:PATH or python:MODULE:FACTORY')
 
 
 @dataclass(frozen=True)
@@ -310,101 +261,6 @@ def effective_flow(config: 'EvsConfig', op: Optional[OperatingPoint] = None) -> 
 
 
 SECTIONS = {f.name: f.type for f in fields(EvsConfig)}
-
-
-def to_flat(config: EvsConfig) -> Dict[str, Any]:
-    """Flatten to dotted names: ``{'flow.scale': 1.0, ...}`` (the ROS parameter names)."""
-    flat = {}
-    for section, values in asdict(config).items():
-        for key, value in values.items():
-            flat[f'{section}.{key}'] = value
-    return flat
-
-
-def config_from_flat(values: Mapping[str, Any], base: EvsConfig = None) -> EvsConfig:
-    """Build a validated config from dotted names over ``base`` (default: all defaults).
-
-    ``operating_point.preset`` (a Table 2 name) is applied first; explicit
-    ``operating_point.*`` fields then override it. Unknown names raise ``ValueError``.
-    """
-    config = base or EvsConfig()
-    values = dict(values)
-    preset = values.pop('operating_point.preset', None)
-    if preset:
-        config = replace(config, operating_point=operating_point(preset))
-    grouped: Dict[str, Dict[str, Any]] = {}
-    for name, value in values.items():
-        section, _, key = name.partition('.')
-        current = getattr(config, section, None) if section in SECTIONS else None
-        if current is None or key not in {f.name for f in fields(current)}:
-            raise ValueError(f'unknown setting {name!r}; known: '
-                             f'{", ".join(sorted(to_flat(EvsConfig())))}')
-        grouped.setdefault(section, {})[key] = _coerce(name, getattr(current, key), value)
-    changes = {s: replace(getattr(config, s), **kv) for s, kv in grouped.items()}
-    return replace(config, **changes)
-
-
-def _coerce(name: str, default: Any, value: Any) -> Any:
-    """Convert YAML/CLI values to the type of ``default`` (1 -> 1.0 for floats, 'on' -> True);
-    ValueError naming the setting otherwise."""
-    kind = type(default)
-    try:
-        if kind is bool:
-            return _to_bool(value)
-        if kind is float and not isinstance(value, bool):
-            return float(value)
-        if kind is int and not isinstance(value, bool) and float(value).is_integer():
-            return int(float(value))
-        if kind is str and isinstance(value, str):
-            return value
-    except (TypeError, ValueError):
-        pass
-    allowed = allowed_text(PARAMETER_INFO[name])
-    if kind is str and allowed:
-        raise ValueError(f'{name}={value!r}: must be {allowed}')
-    raise ValueError(f'{name}={value!r}: must be {_TYPE_NAMES[kind]}'
-                     f'{" " + allowed if allowed else ""}')
-
-
-_TYPE_NAMES = {bool: 'true or false', float: 'a number', int: 'an integer', str: 'a string'}
-_TRUE, _FALSE = ('true', '1', 'yes', 'on'), ('false', '0', 'no', 'off')
-
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    lowered = str(value).strip().lower()
-    if lowered not in _TRUE + _FALSE:
-        raise ValueError(value)
-    return lowered in _TRUE
-
-
-def load_yaml(path: str, node_name: str = 'evs_node') -> EvsConfig:
-    """Read a ROS-style params file (``node: ros__parameters: {...}``) into an EvsConfig.
-
-    Nested mappings and dotted keys are both accepted; ``/**`` wildcards are honoured.
-    """
-    import yaml
-    with open(path, encoding='utf-8') as stream:
-        document = yaml.safe_load(stream) or {}
-    params = {}
-    for key in ('/**', node_name, '/' + node_name):
-        section = document.get(key, {})
-        params.update(_flatten(section.get('ros__parameters', {})))
-    if not params and 'ros__parameters' not in str(document):
-        params = _flatten(document)
-    return config_from_flat({k: v for k, v in params.items() if k.split('.')[0] in SECTIONS})
-
-
-def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
-    flat = {}
-    for key, value in mapping.items():
-        name = f'{prefix}{key}'
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, name + '.'))
-        else:
-            flat[name] = value
-    return flat
 
 
 PARAMETER_INFO: Dict[str, ParameterInfo] = {
