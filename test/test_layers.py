@@ -17,7 +17,7 @@ PACKAGE = Path(evs_ros.__file__).parent
 ROS_MODULES = {'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs', 'rcl_interfaces',
                'builtin_interfaces', 'cv_bridge', 'launch', 'launch_ros', 'vision_msgs',
                'lifecycle_msgs', 'composition_interfaces', 'ament_index_python'}
-LAYER = {'config': 0, 'data': 1, 'flow': 1, 'models': 2, 'pipeline': 3, 'training': 4,
+LAYER = {'config': 0, 'errors': 0, 'data': 1, 'flow': 1, 'models': 2, 'pipeline': 3, 'training': 4,
          'evaluation': 4, 'msg': 4, 'ros': 5, 'tools': 6}
 
 

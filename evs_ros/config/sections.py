@@ -192,8 +192,8 @@ class ModelConfig:
 class RuntimeConfig:
     """Real-time runtime: two workers (flow on CPU, inference on the accelerator), paper §3.1."""
 
-    flow_threads: int = setting(1, 'OpenCV threads of the flow worker (cv2.setNumThreads)',
-                                (1, 64), restart=True)
+    flow_threads: int = setting(1, 'OpenCV threads of the flow workers (cv2.setNumThreads, '
+                                'process-wide)', (1, 64), restart=True)
     inference_threads: int = setting(1, 'torch intra-op threads of the inference worker',
                                      (1, 64), restart=True)
     input_queue_size: int = setting(1, 'latest-frame buffer length: older unprocessed frames are '
@@ -205,8 +205,8 @@ class RuntimeConfig:
         'stalest', 'which stream the shared network serves first when several wait: stalest '
         '(the oldest labels) or round_robin', choices=('stalest', 'round_robin'), restart=True)
     keyframe_batch: int = setting(1, 'up to this many waiting keyframes of several cameras run '
-                                  'in one network call (worthwhile on a GPU)', (1, 16),
-                                  restart=True)
+                                  'in one network call (worthwhile on a GPU; networks with '
+                                  'predict_batch: ICNet)', (1, 16), restart=True)
     wait_for_keyframes: bool = setting(
         False, 'before a stream requests a keyframe, wait for its previous one (honours S exactly '
         'when frames come faster than the network: offline runs, benchmarks); off: never wait, '

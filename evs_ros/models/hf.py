@@ -46,6 +46,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from evs_ros.errors import one_line
 from evs_ros.data.classes import class_mapping
 from evs_ros.models.base import Prediction
 from evs_ros.models.hf_hub import resolve_model_dir
@@ -133,7 +134,7 @@ def _read_config(model_dir: str, where: str):
         with _quiet_transformers():
             return AutoConfig.from_pretrained(model_dir, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f'{where}: unreadable config.json: {_first_line(error)}') from error
+        raise ValueError(f'{where}: unreadable config.json: {one_line(error)}') from error
 
 
 def _semantic_family(config, where: str) -> str:
@@ -158,12 +159,12 @@ def _load_network(model_dir: str, family: str, where: str) -> torch.nn.Module:
             network, info = head_class.from_pretrained(
                 model_dir, local_files_only=True, output_loading_info=True, dtype=torch.float32)
     except ImportError as error:
-        fix = 'pip install scipy' if 'scipy' in str(error) else _first_line(error)
+        fix = 'pip install scipy' if 'scipy' in str(error) else one_line(error)
         raise ValueError(f'{where}: transformers cannot build {HEAD_CLASSES[family]} here: '
                          f'{fix}') from error
     except (OSError, ValueError, RuntimeError) as error:
         raise ValueError(f'{where}: cannot load the weights in {model_dir}: '
-                         f'{_first_line(error)}') from error
+                         f'{one_line(error)}') from error
     missing = [key for key in info.get('missing_keys', ())
                if not key.endswith(HARMLESS_MISSING)]
     if missing:
@@ -188,11 +189,6 @@ def _quiet_transformers():
         hf_logging.set_verbosity(verbosity)
         if progress:
             hf_logging.enable_progress_bar()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class HfSegmentationModel:

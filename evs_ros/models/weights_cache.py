@@ -25,6 +25,7 @@ from dataclasses import fields
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
+from evs_ros.errors import one_line
 from evs_ros.models.download import ChecksumError, DownloadError, OfflineError, download
 from evs_ros.models.weights_catalogue import WeightsEntry, builtin_catalogue
 
@@ -278,9 +279,9 @@ def _download_hub(entry: WeightsEntry, endpoint: Optional[str]) -> str:
                                  cache_dir=hf_cache_dir(), allow_patterns=patterns)
     except (RepositoryNotFoundError, RevisionNotFoundError) as error:
         raise WeightsError(f'{entry.source}@{entry.revision} is not on {host} (or needs a '
-                           f'login): {str(error).splitlines()[0]}') from error
+                           f'login): {one_line(error)}') from error
     except (HTTPError, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = one_line(error)
         raise OfflineError(f'cannot download {entry.source} from {host} ({reason}): this '
                            f'machine is offline or the hub is down; {_fetch_hint(entry)}'
                            ) from error

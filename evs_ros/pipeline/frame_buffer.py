@@ -97,7 +97,9 @@ class LatestFrameBuffer:
                                               restart=restart, index=self._accepted))
             self._accepted += 1
             while len(self._frames) > self.capacity:
-                self._frames.popleft()
+                dropped = self._frames.popleft()
+                if dropped.restart:  # the jump back still happened: the survivor restarts
+                    self._frames[0].restart = True
                 self._stats.count('dropped')
                 self._pending_drops += 1
             self._stats.raise_to('max_queue', len(self._frames))

@@ -140,6 +140,7 @@ class InferenceWorker:
             slots = self._slots.pop(key, None)
             if key in self._order:
                 self._order.remove(key)
+            self._lock.notify_all()  # wait_idle may be waiting on these slots
         for request in (slots or {}).values():
             if request is not None:
                 request.cancel()

@@ -145,10 +145,15 @@ class EvsStream:
             frame = self._buffer.take()
             if frame is None:
                 return
-            result = self._process(frame)
-            if result is not None:
-                self._emit(result, frame)
-            self._buffer.task_done()
+            try:
+                result = self._process(frame)
+                if result is not None:
+                    self._emit(result, frame)
+            except Exception:  # noqa: B902 - a bad frame must not kill the stream
+                LOGGER.exception('%s: frame processing failed', self.name)
+                self._stats.count('errors')
+            finally:
+                self._buffer.task_done()
 
     def _process(self, frame: BufferedFrame) -> Optional[FrameResult]:
         self._apply_pending_config()
@@ -157,12 +162,7 @@ class EvsStream:
         prefetched = self._take_prefetched(frame)
         self._prefetch_waiting(frame)
         self._previous = frame
-        try:
-            return self._stepper.step(frame.image, frame.stamp_ns, prefetched)
-        except Exception:  # noqa: B902 - a bad frame must not kill the stream
-            LOGGER.exception('%s: frame processing failed', self.name)
-            self._stats.count('errors')
-            return None
+        return self._stepper.step(frame.image, frame.stamp_ns, prefetched)
 
     def _take_prefetched(self, frame: BufferedFrame):
         """The flow of (frame, previous processed frame) if another core computed it."""
@@ -210,6 +210,7 @@ class EvsRuntime:
     """
 
     def __init__(self, config: EvsConfig, model, refiner=None):
+        self._lock = threading.Lock()  # nodes of a multi-threaded container add streams
         self.config = config
         self.inference = InferenceWorker(model, refiner, threads=config.runtime.inference_threads,
                                          policy=config.runtime.keyframe_priority,
@@ -219,16 +220,18 @@ class EvsRuntime:
     def add_stream(self, name: str, on_output: Callable[[FrameResult], None],
                    config: EvsConfig = None, flow_estimator=None) -> EvsStream:
         """Create and start a stream called ``name`` (unique) sharing the inference worker."""
-        if name in self.streams:
-            raise ValueError(f'stream {name!r} already exists; pick another name')
-        stream = EvsStream(config or self.config, self.inference, on_output, name=name,
-                           flow_estimator=flow_estimator)
-        self.streams[name] = stream
-        return stream
+        with self._lock:
+            if name in self.streams:
+                raise ValueError(f'stream {name!r} already exists; pick another name')
+            stream = EvsStream(config or self.config, self.inference, on_output, name=name,
+                               flow_estimator=flow_estimator)
+            self.streams[name] = stream
+            return stream
 
     def remove_stream(self, name: str, timeout_s: float = 5.0) -> bool:
         """Close and forget stream ``name`` (nothing is emitted for it afterwards)."""
-        stream = self.streams.pop(name, None)
+        with self._lock:
+            stream = self.streams.pop(name, None)
         return stream.close(timeout_s) if stream is not None else True
 
     def set_operating_point(self, op: OperatingPoint) -> None:

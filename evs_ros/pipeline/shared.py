@@ -35,8 +35,11 @@ def warm_up(model, refiner=None, size_hw: Tuple[int, int] = WARM_UP_HW) -> float
 
 
 def pool_key(config: EvsConfig) -> tuple:
-    """What must match for two users to share a runtime: the model and its worker threads."""
-    return (config.model, config.runtime.inference_threads)
+    """What must match for two users to share a runtime: the networks (not the palette, which
+    only colours) and the inference worker's settings."""
+    model, runtime = config.model, config.runtime
+    return (model.backend, model.refiner, model.device, model.fp16, runtime.inference_threads,
+            runtime.keyframe_priority, runtime.keyframe_batch)
 
 
 class RuntimePool:

@@ -58,6 +58,10 @@ class PropagationState:
     anchor_labels_low: Optional[np.ndarray] = None
     anchor_chain: Optional[np.ndarray] = None
 
+    def __post_init__(self):
+        if self.anchor_labels_low is None:  # a fresh state: its own labels are the anchor
+            self.anchor_labels_low = self.labels_low
+
 
 def upsample_labels(labels_low: np.ndarray, camera_hw: Tuple[int, int]) -> np.ndarray:
     """Return uint8 (H, W) labels: nearest-neighbour upsampling of uint8 (h, w) labels."""
@@ -150,12 +154,31 @@ def propagate(state: PropagationState, flow_cur_to_prev, iam_config: IamConfig,
     features_flow = _defer_feature_warp(state, field)
     _add_ms(timings, 'warp_ms', start)
     iam = _run_iam(state.labels_low, flow_low, iam_config, flow_prev_to_cur, timings)
-    if labels_from != 'keyframe':
-        labels_low = iam.labels_warped
-    new_state = replace(state, labels=labels, labels_low=labels_low, probs_steps=probs_steps,
-                        features_flow=features_flow, anchor_chain=anchor_chain,
+    anchor_low = state.anchor_labels_low
+    if labels_from != 'keyframe':  # keep the anchor current: a switch of mode starts from here
+        labels_low = anchor_low = iam.labels_warped
+    new_state = replace(state, labels=labels, labels_low=labels_low,
+                        probs_steps=_bounded(probs_steps), features_flow=features_flow,
+                        anchor_labels_low=anchor_low, anchor_chain=anchor_chain,
                         age=state.age + steps)
     return new_state, iam
+
+
+MAX_PROBS_STEPS = 8
+"""Step flows kept for the probabilities before they are composed into one (bounded memory)."""
+
+
+def _bounded(steps: Tuple[np.ndarray, ...]) -> Tuple[np.ndarray, ...]:
+    """Compose the step flows into one once there are more than :data:`MAX_PROBS_STEPS` (the same
+    left fold :func:`aligned_probs` does, so the result is the same)."""
+    return steps if len(steps) <= MAX_PROBS_STEPS else (_fold(steps),)
+
+
+def _fold(steps: Tuple[np.ndarray, ...]) -> np.ndarray:
+    pending = steps[0]
+    for step in steps[1:]:
+        pending = compose_flows(pending, step)
+    return pending
 
 
 def _compose_pending(pending_flow: Optional[np.ndarray], flow_step: np.ndarray) -> np.ndarray:
@@ -192,10 +215,7 @@ def aligned_probs(state: PropagationState, timings: Optional[dict] = None) -> np
     """
     if state.probs_steps:
         start = time.perf_counter()
-        pending = state.probs_steps[0]
-        for step in state.probs_steps[1:]:
-            pending = compose_flows(pending, step)
-        state.probs = warp_dense(state.probs, pending)
+        state.probs = warp_dense(state.probs, _fold(state.probs_steps))
         state.probs_steps = ()
         _add_ms(timings, 'warp_ms', start)
     return state.probs

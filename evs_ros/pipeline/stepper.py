@@ -154,6 +154,7 @@ class FrameStepper:
         self._camera_hw: Optional[Tuple[int, int]] = None
         self._pending: List[PendingKeyframe] = []
         self._last_fraction = math.nan
+        self._late_adoption = False
         self._scheduler.reset()
 
     def close(self) -> None:
@@ -197,7 +198,11 @@ class FrameStepper:
     def _request_keyframe(self, image_bgr, seq, op) -> PendingKeyframe:
         work = KeyframeWork(self._inference.model, image_bgr, op.downscale)
         staleness = self._state.age + 1 if self._state is not None else float('inf')
-        request = self._inference.submit(self._key, 'keyframe', seq, work, staleness)
+        try:
+            request = self._inference.submit(self._key, 'keyframe', seq, work, staleness)
+        except Exception:  # an inline network failed: the next frame tries again
+            self._scheduler.force_keyframe()
+            raise
         return PendingKeyframe(request, seq)
 
     def _next_flow(self, image_bgr, op, seq, request, timings, prefetched):
@@ -265,6 +270,9 @@ class FrameStepper:
         timings['inference_ms'] = usable.request.elapsed_ms
         self._state, iam = usable.carry_forward(seq, self._config.iam, timings,
                                                 self._config.flow.labels_from)
+        # IAM over a flow composed across several frames is no per-frame inconsistency: it
+        # must not add to the adaptive policy's sum.
+        self._late_adoption = iam is not None
         return iam, True
 
     def _wait_first_keyframe(self, seq, timings):
@@ -325,7 +333,8 @@ class FrameStepper:
             info = FrameInfo(frames_since_keyframe=-1)
             return FrameResult(info, np.full(camera_hw, 255, np.uint8))
         fraction = math.nan if iam is None else float(iam.inconsistent_fraction)
-        self._last_fraction = fraction
+        self._last_fraction = math.nan if self._late_adoption else fraction
+        self._late_adoption = False
         info = FrameInfo(frames_since_keyframe=self._state.age, refined=refined,
                          inconsistent_fraction=fraction)
         return FrameResult(info, self._state.labels, current_probs(self._state),

@@ -19,6 +19,7 @@ is published any more.
 
 import collections
 import math
+import threading
 import time
 from typing import Dict, List
 
@@ -26,13 +27,14 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CompressedImage, Image
 
 from evs_ros.msg import FrameStatus
+from evs_ros.pipeline.results import STAGES as RESULT_STAGES
 from evs_ros.ros import conversions, qos
 from evs_ros.ros.label_info import publish_label_info
 
 DIAGNOSTICS_PERIOD_S = 1.0
 REPEAT_LOG_PERIOD_S = 5.0
 OUTPUT_TOPICS = ('labels', 'labels_color', 'overlay', 'inconsistency_mask', 'status')
-STAGES = ('flow_ms', 'warp_ms', 'iam_ms', 'inference_ms', 'refine_ms', 'total_ms')
+STAGES = RESULT_STAGES + ('total_ms',)
 MAX_DISTINCT_ERRORS = 64
 
 
@@ -172,6 +174,7 @@ class CameraSet:
         except BaseException:  # a shared runtime must not keep streams of a refused node
             self._close_cameras()
             raise
+        self._diag_lock, self._closed = threading.Lock(), False
         self.pub_diagnostics = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.diag_timer = node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
 
@@ -187,7 +190,9 @@ class CameraSet:
 
     def close(self) -> None:
         """Stop the streams (nothing is published afterwards), then destroy the topics."""
-        self.node.destroy_timer(self.diag_timer)
+        with self._diag_lock:  # a multi-threaded executor may be in publish_diagnostics
+            self._closed = True
+            self.node.destroy_timer(self.diag_timer)
         self._close_cameras()
         self.node.destroy_publisher(self.pub_diagnostics)
 
@@ -199,12 +204,13 @@ class CameraSet:
         self.cameras = {}
 
     def publish_diagnostics(self) -> None:
-        if not self.config.publish.diagnostics:
-            return
-        array = DiagnosticArray()
-        array.header.stamp = self.node.get_clock().now().to_msg()
-        array.status = [self._camera_diagnostics(io) for io in self.cameras.values()]
-        self.pub_diagnostics.publish(array)
+        with self._diag_lock:
+            if self._closed or not self.config.publish.diagnostics:
+                return
+            array = DiagnosticArray()
+            array.header.stamp = self.node.get_clock().now().to_msg()
+            array.status = [self._camera_diagnostics(io) for io in self.cameras.values()]
+            self.pub_diagnostics.publish(array)
 
     def _camera_diagnostics(self, io: CameraIO) -> DiagnosticStatus:
         stats = io.stream.stats()

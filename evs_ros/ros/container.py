@@ -39,7 +39,8 @@ from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from evs_ros.ros.process import close_node, make_executor, one_line, ros_process, spin_until
+from evs_ros.errors import one_line
+from evs_ros.ros.process import close_node, make_executor, ros_process, spin_until
 
 COMPONENTS_RESOURCE = 'rclcpp_components'
 """The ament index resource where packages list their components (``ros2 component types``)."""

@@ -26,9 +26,9 @@ from typing import Callable, Optional
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
+from evs_ros.errors import one_line
 from evs_ros.ros import node as base
 from evs_ros.ros import params
-from evs_ros.ros.process import one_line
 
 FINISH_GRACE_S = 0.5
 """After the shutdown transition the standalone process lives this long, so that the answer to

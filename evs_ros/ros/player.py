@@ -21,8 +21,7 @@ from sensor_msgs.msg import Image
 
 from evs_ros.msg import FrameStatus
 from evs_ros.ros import conversions
-
-OUTPUT_TOPICS = ('labels', 'labels_color', 'overlay', 'inconsistency_mask', 'status')
+from evs_ros.ros.cameras import OUTPUT_TOPICS
 
 
 def node_executable() -> str:
@@ -42,9 +41,12 @@ def start_node(env: dict, params_file: str, overrides: Dict[str, object] = None,
         args += ['-p', f'{name}:={value}']
     if namespace:
         args += ['-r', f'__ns:=/{namespace}']
-    log = open(log_path, 'w') if log_path else subprocess.DEVNULL
-    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    if not log_path:
+        return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, 'w') as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def stop_node(process: subprocess.Popen, timeout_s: float = 15.0) -> int:

@@ -17,10 +17,10 @@ from typing import Callable, Iterator, Optional
 import rclpy
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
+from evs_ros.errors import USER_ERRORS, one_line
 from evs_ros.ros import stop as stop_flag
 
 SPIN_PERIOD_S = 0.1
-USER_ERRORS = (ValueError, FileNotFoundError, ImportError, LookupError)
 """Start-up errors that are the user's to fix: one line on stderr, exit code 2."""
 
 
@@ -83,9 +83,3 @@ def close_node(node) -> None:
     if close is not None:
         close()
     node.destroy_node()
-
-
-def one_line(error: BaseException) -> str:
-    """The first line of an error's message (its type's name when it has none)."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -81,8 +81,12 @@ class NodeSession:
             'FASTDDS_DEFAULT_PROFILES_FILE')})
         self.process = start_node(self.env, self.params_file, self.overrides,
                                   log_path=self.log_path)
-        self.player = FramePlayer(int(self.env['ROS_DOMAIN_ID']), topics=self.topics,
-                                  on_message=self._decode, headers_only=self.headers_only)
+        try:
+            self.player = FramePlayer(int(self.env['ROS_DOMAIN_ID']), topics=self.topics,
+                                      on_message=self._decode, headers_only=self.headers_only)
+        except BaseException:
+            stop_node(self.process)  # never leave the node behind
+            raise
         try:
             self.player.wait_for_node(self.process, self.startup_timeout_s)
         except RuntimeError as error:

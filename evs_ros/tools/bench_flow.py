@@ -132,7 +132,8 @@ def bench_one(frames: List[np.ndarray], args, flow_config: FlowConfig,
     def propagate(i, refine=False):
         flow = estimator.calc(frames[i % pairs + 1], frames[i % pairs])
         state = keyframe if i % KEYFRAME_INTERVAL == 0 else current['state']
-        current['state'], _ = state_propagate(state, flow, iam_config)
+        current['state'], _ = state_propagate(state, flow, iam_config,
+                                              labels_from=flow_config.labels_from)
         if refine:
             aligned_probs(current['state'])
 

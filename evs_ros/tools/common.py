@@ -22,11 +22,12 @@ import sys
 from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from evs_ros import errors
 from evs_ros.config import (
     OPERATING_POINTS, EvsConfig, OperatingPoint, config_from_flat, load_yaml, operating_point,
 )
 
-USER_ERRORS = (ValueError, FileNotFoundError, ImportError, LookupError)
+USER_ERRORS = errors.USER_ERRORS
 """Exceptions that are the user's to fix: one line, exit code 2 (no traceback)."""
 SHORTCUTS = {
     'backend': 'model.backend', 'refiner': 'model.refiner', 'device': 'model.device',
@@ -205,8 +206,7 @@ def hardware_line(info: Dict[str, object]) -> str:
 
 def fail(command: str, error: BaseException) -> int:
     """Print ``evs COMMAND: error: ...`` (one line) and return exit code 2."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    print(f'evs {command}: error: {text}', file=sys.stderr)
+    print(f'evs {command}: error: {errors.one_line(error)}', file=sys.stderr)
     return 2
 
 

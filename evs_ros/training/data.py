@@ -122,7 +122,8 @@ class RefinerPairs(Dataset):
             flow_cur_to_prev, flow_prev_to_cur = consecutive_flows(
                 self.flow, current, previous, self.iam_config)
             state, iam = propagate(state, flow_cur_to_prev, self.iam_config,
-                                   flow_prev_to_cur=flow_prev_to_cur)
+                                   flow_prev_to_cur=flow_prev_to_cur,
+                                   labels_from=self.flow.config.labels_from)
         features = aligned_features(state)
         if features is None:
             features = np.zeros((0, 1, 1), np.float32)
