@@ -144,6 +144,21 @@ def test_predict_on_32k_plus_1_size_equals_plain_forward():
     np.testing.assert_allclose(model.predict(image).probs, expected, atol=1e-6)
 
 
+def test_predict_batch_equals_one_call_per_frame():
+    """runtime.keyframe_batch: keyframes of several cameras in one call give each its own."""
+    torch.manual_seed(0)
+    model = IcnetModel(ICNet(num_classes=5, width_mult=0.25).eval(), device='cpu')
+    rng = np.random.default_rng(4)
+    frames = [rng.integers(0, 256, (65, 129, 3), dtype=np.uint8) for _ in range(3)]
+    batch = model.predict_batch(frames)
+    assert len(batch) == 3
+    for frame, batched in zip(frames, batch):
+        single = model.predict(frame)
+        np.testing.assert_allclose(batched.probs, single.probs, atol=1e-5)
+        np.testing.assert_allclose(batched.features, single.features, atol=1e-5)
+    assert not np.allclose(batch[0].probs, batch[1].probs)
+
+
 def test_check_image_rejects_bad_input():
     with pytest.raises(ValueError, match='uint8'):
         check_image(np.zeros((8, 8, 3), np.float32))

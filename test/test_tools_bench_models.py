@@ -55,11 +55,25 @@ def test_bench_models_writes_json_and_markdown(tmp_path):
     ('--networks', 'icnet,segformer-b9', 'unknown SegFormer variant'),
     ('--threads', 'two', 'is not a comma list of thread counts'),
     ('--sizes', '64', 'is not WIDTHxHEIGHT'),
+    ('--batch', '0', 'must be at least 1'),
 ])
 def test_bench_models_bad_options(tmp_path, capsys, option, value, message):
     assert cli.main(['bench', 'models', '--out', str(tmp_path / 'm.json'), option, value]) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1
+
+
+def test_bench_models_batch_column_for_networks_with_predict_batch(tmp_path):
+    out = tmp_path / 'models.json'
+    assert cli.main(['bench', 'models', '--out', str(out), '--networks', 'icnet,segformer-b0',
+                     '--widths', '0.25', '--sizes', '64x32', '--threads', '1', '--repeats', '1',
+                     '--warmup', '0', '--batch', '3']) == 0
+    icnet, segformer = json.loads(out.read_text())['rows']
+    assert icnet['batch'] == 3 and icnet['network_batch_ms_per_frame'] > 0
+    assert 'batch' not in segformer  # no predict_batch: nothing claimed
+    markdown = (tmp_path / 'models.md').read_text()
+    assert 'network ms per frame, 3 in one call' in markdown
+    assert markdown.splitlines()[-1].endswith('| - |')
 
 
 def bench_hf(tmp_path, model_dir):

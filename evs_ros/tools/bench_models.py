@@ -65,8 +65,10 @@ def _parameters(network: torch.nn.Module) -> int:
 
 
 def bench_network(name: str, width_mult: float, refiner_width: float, size_wh: Tuple[int, int],
-                  device: str, repeats: int, warmup: int) -> Dict[str, object]:
-    """Latency of ``predict`` of one network and of ``refine`` of its Refiner at (W, H)."""
+                  device: str, repeats: int, warmup: int, batch: int = 1) -> Dict[str, object]:
+    """Latency of ``predict`` of one network and of ``refine`` of its Refiner at (W, H); with
+    ``batch`` > 1 also ms per frame of ``batch`` frames in one ``predict_batch`` call (networks
+    that have it: ICNet; runtime.keyframe_batch)."""
     from evs_ros.models.refiner import RefinerNet, TorchRefiner
     width, height = size_wh
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -87,6 +89,10 @@ def bench_network(name: str, width_mult: float, refiner_width: float, size_wh: T
         row[f'{key}_ms_median'], row[f'{key}_ms_p90'] = summary['p50'], summary['p90']
     row['refiner_speedup_vs_network'] = round(row['network_ms_median'] /
                                               max(row['refiner_ms_median'], 1e-6), 2)
+    if batch > 1 and hasattr(model, 'predict_batch'):
+        batch_ms = _time_ms(lambda: model.predict_batch([image] * batch), repeats, warmup, cuda)
+        row['batch'] = batch
+        row['network_batch_ms_per_frame'] = round(float(np.median(batch_ms)) / batch, 1)
     return row
 
 
@@ -110,14 +116,19 @@ def parse_threads(text: str) -> List[int]:
 
 
 def markdown_table(rows: List[Dict[str, object]]) -> List[str]:
-    """One markdown row per measurement (ms medians and p90s)."""
-    lines = ['| ' + ' | '.join(COLUMNS) + ' |', '|' + '---|' * len(COLUMNS)]
+    """One markdown row per measurement (ms medians and p90s; with a batch column when any
+    row was batched)."""
+    batched = next((row['batch'] for row in rows if 'batch' in row), None)
+    columns = COLUMNS + ((f'network ms per frame, {batched} in one call',) if batched else ())
+    lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
     for row in rows:
         width = '' if row['width_mult'] is None else row['width_mult']
         cells = (row['network'], width, 'x'.join(str(v) for v in row['input_wh']),
                  row['threads'], row['feature_channels'], row['network_ms_median'],
                  row['network_ms_p90'], row['refiner_ms_median'], row['refiner_ms_p90'],
                  f"{row['refiner_speedup_vs_network']}x")
+        if batched:
+            cells += (row.get('network_batch_ms_per_frame', '-'),)
         lines.append('| ' + ' | '.join(str(cell) for cell in cells) + ' |')
     return lines
 
@@ -149,6 +160,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--sizes', default='1024x512,2048x1024', help='WxH list')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--batch', type=int, default=1, metavar='N',
+                        help='also time N frames in one predict_batch call, ms per frame '
+                             '(networks that have it: ICNet; runtime.keyframe_batch)')
 
 
 def _cases(args: argparse.Namespace):
@@ -165,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         sizes = common.parse_sizes(args.sizes)
         cases = list(_cases(args))
         threads = parse_threads(args.threads)
+        if args.batch < 1:
+            raise ValueError(f'--batch {args.batch}: must be at least 1 (frames in one call)')
     except common.USER_ERRORS as error:
         return common.fail('bench models', error)
     rows = []
@@ -174,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             for name, width in cases:
                 refiner_width = width if name == 'icnet' else args.refiner_width
                 row = bench_network(name, width or 1.0, refiner_width, size_wh, args.device,
-                                    args.repeats, args.warmup)
+                                    args.repeats, args.warmup, args.batch)
                 row['threads'] = count
                 print(json.dumps(row), flush=True)
                 rows.append(row)
