@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU check, for a machine with CUDA (never needed by CI). Under 8 minutes after set-up:
 #   1. the CUDA/fp16 tests (pytest -m "not ros" -k "cuda or fp16");
-#   2. per-frame ms/Hz of the full-width ICNet (official size) and the Refiner at 2048x1024
-#      (evs bench models --device cuda);
+#   2. per-frame ms/Hz of the full-width ICNet (official size) and the Refiner at 2048x1024,
+#      and 4 keyframes in one call (evs bench models --device cuda --batch 4; runtime.keyframe_batch);
 #   3. fp16 vs fp32: ICNet ms per frame and label agreement on synthetic street frames;
 #   4. the operating points through the synchronous pipeline and the runtime on the GPU
 #      (evs bench, 3 synthetic snippets at 2048x1024, random full-width ICNet).
@@ -35,7 +35,7 @@ EVS_REQUIRE_INSTALLED=1 timeout 240 pytest -q -m "not ros" -k "cuda or fp16" tes
 
 step "2. networks on the GPU at 2048x1024 and 1024x512"
 timeout 180 evs bench models --device cuda --networks icnet --widths 1.0,0.5 \
-  --sizes 2048x1024,1024x512 --threads 1 --repeats 20 --warmup 5 \
+  --sizes 2048x1024,1024x512 --threads 1 --repeats 20 --warmup 5 --batch 4 \
   --out "$out/models_cuda.json" || true
 
 step "3. fp16 vs fp32: speed and agreement of ICNet labels"
