@@ -46,6 +46,17 @@ def test_bad_options_name_the_setting(argv, message):
         common.build_config(parse(argv))
 
 
+def test_explicit_operating_point_fields_apply_to_every_preset_of_a_sweep():
+    ops = common.parse_operating_points(['EVS07', 'ADAPTIVE@0.03'])
+    args = parse(['--set', 'operating_point.downscale=0.5', '--set', 'flow.scale=0.5'])
+    changed = common.with_explicit_fields(ops, common.explicit_settings(args))
+    assert [(op.name, op.downscale) for op in changed] == [('EVS07', 0.5), ('ADAPTIVE@0.03', 0.5)]
+    assert changed[0].keyframe_interval == 5 and changed[1].adaptive_threshold == 0.03
+    assert common.with_explicit_fields(ops, common.explicit_settings(parse([]))) == ops
+    with pytest.raises(ValueError, match='operating_point.downscale'):
+        common.with_explicit_fields(ops, {'operating_point.downscale': 'half'})
+
+
 def test_sizes_in_both_orders():
     assert common.parse_size('2048x1024') == (2048, 1024)
     assert common.parse_size('513X1025', order='hw', minimum=2) == (513, 1025)

@@ -118,6 +118,20 @@ def parse_operating_points(names: Optional[Sequence[str]]) -> List[OperatingPoin
     return [_operating_point_with_threshold(item) for item in items]
 
 
+def with_explicit_fields(ops: Sequence[OperatingPoint], settings: Dict[str, object]
+                         ) -> List[OperatingPoint]:
+    """Each preset of a sweep with the command line's explicit ``operating_point.FIELD`` values
+    on top (``--set operating_point.downscale=0.5`` applies to every listed preset, as it does to
+    the one preset of a single run); ValueError naming a bad value."""
+    fields = {name: value for name, value in settings.items()
+              if name.startswith('operating_point.')
+              and name not in ('operating_point.preset', 'operating_point.name')}
+    if not fields:
+        return list(ops)
+    return [config_from_flat(fields, replace(EvsConfig(), operating_point=op)).operating_point
+            for op in ops]
+
+
 def _operating_point_with_threshold(text: str) -> OperatingPoint:
     name, _, threshold = text.partition('@')
     op = operating_point(name)
@@ -241,7 +255,8 @@ def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
     from evs_ros.evaluation import evaluate
     from evs_ros.evaluation.snippets import snippet_source
     from evs_ros.models.loading import load_models
-    ops = parse_operating_points(args.operating_points)
+    ops = with_explicit_fields(parse_operating_points(args.operating_points),
+                               explicit_settings(args))
     config = build_config(args)
     model, refiner = load_models(config.model, any(op.refine for op in ops))
     apply_threads(config, args.tune_allocator)
