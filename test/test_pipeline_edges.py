@@ -17,14 +17,39 @@ from evs_ros.pipeline.stats import StreamStats
 def test_a_restart_survives_when_its_frame_is_dropped():
     """A bag loop (stamp jumps back) under overload: the frame carrying the restart is dropped
     for a newer one, which must restart the stream instead."""
-    buffer = LatestFrameBuffer(1, StreamStats())
+    buffer = LatestFrameBuffer(1, StreamStats(), startup_hold=1)
     image = np.zeros((4, 4, 3), np.uint8)
     assert buffer.put(image, 10_000_000_000)
     buffer.take()
+    buffer.release_hold(0)
     assert buffer.put(image, 1)  # jumped back by 10 s: restart
     assert buffer.put(image, 2)  # overload: drops the restarting frame
     frame = buffer.take()
     assert frame.stamp_ns == 2 and frame.restart and frame.dropped_before == 1
+
+
+def test_frames_wait_for_the_first_output_instead_of_being_dropped():
+    """Before the first output (and after a restart) up to startup_hold frames are kept, so a
+    camera's first frames are not lost while the first keyframe runs; then drop-oldest again."""
+    stats = StreamStats()
+    buffer = LatestFrameBuffer(1, stats, startup_hold=3)
+    image = np.zeros((4, 4, 3), np.uint8)
+    second = 1_000_000_000
+    for stamp in range(11, 15):
+        assert buffer.put(image, stamp * second)
+    assert len(buffer) == 3 and stats.snapshot()['dropped'] == 1  # the hold is bounded
+    assert buffer.take().stamp_ns == 12 * second
+    buffer.release_hold(1)  # that frame (arrival index 1) was output
+    assert buffer.put(image, 15 * second) and buffer.put(image, 16 * second)
+    # the held frames are all processed; newer ones are dropped beyond the capacity
+    assert [frame.stamp_ns // second for frame in buffer.waiting()] == [13, 14, 16]
+    assert buffer.take().stamp_ns == 13 * second and buffer.take().stamp_ns == 14 * second
+    assert buffer.put(image, 1 * second)  # back by 15 s: a restart holds again
+    assert buffer.put(image, 2 * second)
+    assert [frame.stamp_ns // second for frame in buffer.waiting()] == [16, 1, 2]
+    buffer.release_hold(5)  # an output from before the restart does not end its hold
+    assert buffer.put(image, 3 * second) and len(buffer) == 3
+    assert [frame.stamp_ns // second for frame in buffer.waiting()] == [1, 2, 3]
 
 
 class FlakyModel:

@@ -244,6 +244,25 @@ def test_overload_drops_oldest_frames_instead_of_queueing():
     close_all(stream, worker)
 
 
+def test_frames_behind_the_first_keyframe_are_propagated_not_dropped():
+    """The first frame waits for the network; frames arriving meanwhile wait too (even with a
+    one-frame buffer) and are propagated from it once it lands."""
+    model = TaggedModel(gated=True)
+    stream, worker, out = make_stream(OPERATING_POINTS['EVS10'], model, queue_size=1)
+    base = texture()
+    for index in range(6):
+        assert stream.submit(tagged_frame(base, index), stamp_ns=index)
+    model.gate.release()
+    assert stream.drain(TIMEOUT_S)
+    assert [r.info.stamp_ns for r in out.results] == list(range(6))
+    assert stream.stats()['dropped'] == 0 and model.tags == [0]
+    for result in out.results:
+        image = tagged_frame(base, result.info.stamp_ns)
+        inner = np.s_[:, 16:-16]
+        np.testing.assert_array_equal(result.labels[inner], expected_labels(image, 0)[inner])
+    close_all(stream, worker)
+
+
 def test_model_exception_is_counted_and_stream_continues(caplog):
     op = replace(OPERATING_POINTS['EVS10'], keyframe_interval=3)
     model = TaggedModel(fail_calls={1})

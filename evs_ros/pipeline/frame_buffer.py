@@ -5,6 +5,9 @@ Rules a user can rely on:
 * **Bounded input.** ``put`` never blocks; when the buffer holds ``capacity`` frames the *oldest*
   unprocessed frame is dropped and counted (``dropped``; the next taken frame carries the count in
   ``dropped_before``). Nothing is ever queued without bound.
+* **No drops at start.** Until the stream's first output (and again after a restart), up to
+  :data:`STARTUP_HOLD_FRAMES` frames wait instead: the first frame waits for the network's first
+  result, and the frames that arrived meanwhile are then propagated from it.
 * **Monotonic stamps.** A frame whose stamp is not strictly greater than the last accepted stamp
   is rejected (``put`` returns False, ``rejected`` counted, a warning on the 'evs_ros' logger), so
   outputs stay in stamp order. A jump back by more than :data:`STAMP_JUMP_BACK_NS` (a looping
@@ -26,6 +29,9 @@ LOGGER = logging.getLogger('evs_ros')
 STAMP_JUMP_BACK_NS = 1_000_000_000
 """A stamp more than this before the last one restarts the stream (``ros2 bag play --loop``,
 a simulation clock reset) instead of being rejected forever; smaller steps back are rejected."""
+STARTUP_HOLD_FRAMES = 16
+"""Frames kept (at least) until a stream's first output: the first keyframe takes a network run
+(about 0.1-0.5 s for ICNet on a CPU), during which a 17-30 Hz camera sends a few frames."""
 _POLL_S = 0.05
 
 
@@ -51,11 +57,16 @@ class LatestFrameBuffer:
         stats: counters ``frames_in``, ``dropped``, ``rejected``, ``max_queue`` are kept here.
         name: stream name for logs.
         clock: monotonic clock in seconds (``submit_time_s``; injectable for tests).
+        startup_hold: frames kept at least until :meth:`release_hold` (the first output).
     """
 
     def __init__(self, capacity: int, stats: StreamStats, name: str = 'camera',
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 startup_hold: int = STARTUP_HOLD_FRAMES):
         self.capacity = capacity
+        self._startup_hold = startup_hold
+        self._hold_from: Optional[int] = 0
+        self._held_below = 0
         self.name = name
         self._stats = stats
         self._clock = clock
@@ -95,16 +106,39 @@ class LatestFrameBuffer:
             self._stats.count('frames_in')
             self._frames.append(BufferedFrame(image_bgr, int(stamp_ns), meta, self._clock(),
                                               restart=restart, index=self._accepted))
+            if restart:
+                self._hold_from = self._accepted
             self._accepted += 1
-            while len(self._frames) > self.capacity:
-                dropped = self._frames.popleft()
-                if dropped.restart:  # the jump back still happened: the survivor restarts
-                    self._frames[0].restart = True
-                self._stats.count('dropped')
-                self._pending_drops += 1
+            self._drop_beyond_limit()
             self._stats.raise_to('max_queue', len(self._frames))
             self._cond.notify_all()
         return True
+
+    def _drop_beyond_limit(self) -> None:
+        """Drop the oldest frames beyond ``capacity`` (beyond the startup hold while holding);
+        frames held for a first output that has since come are never dropped for newer ones."""
+        holding = self._hold_from is not None
+        limit = max(self.capacity, self._startup_hold) if holding else self.capacity
+        while True:
+            droppable = [position for position, frame in enumerate(self._frames)
+                         if holding or frame.index >= self._held_below]
+            if len(droppable) <= limit:
+                return
+            position = droppable[0]
+            dropped = self._frames[position]
+            del self._frames[position]
+            if dropped.restart:  # the jump back still happened: the next frame restarts
+                self._frames[position].restart = True
+            self._stats.count('dropped')
+            self._pending_drops += 1
+
+    def release_hold(self, index: int) -> None:
+        """The frame with arrival ``index`` was output: from now on drop the oldest beyond
+        ``capacity`` among newer frames (the frames held meanwhile are all processed)."""
+        with self._cond:
+            if self._hold_from is not None and index >= self._hold_from:
+                self._hold_from = None
+                self._held_below = self._accepted
 
     def _is_restart(self, stamp_ns: int) -> Optional[bool]:
         """False: in order; True: jumped back far (restart); None: rejected."""

@@ -110,7 +110,8 @@ class EvsStream:
         return self._stepper.operating_point
 
     def queue_length(self) -> int:
-        """Frames buffered and not yet processed (never above ``runtime.input_queue_size``)."""
+        """Frames buffered and not yet processed (at most ``runtime.input_queue_size``, except
+        before the first output: ``frame_buffer.STARTUP_HOLD_FRAMES``)."""
         return len(self._buffer)
 
     def drain(self, timeout_s: float = 10.0) -> bool:
@@ -195,6 +196,7 @@ class EvsStream:
             if self._buffer.closed:
                 return  # closed while this frame was processed: nothing after close()
             self._stats.record(result.info)
+            self._buffer.release_hold(frame.index)
             try:
                 self._on_output(result)
             except Exception:  # noqa: B902 - a consumer bug must not stop the stream

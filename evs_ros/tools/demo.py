@@ -63,6 +63,7 @@ def clip_summary(record, gt_labels: List[np.ndarray]) -> dict:
     last = statuses[-1] if statuses else {}
     summary = {
         'frames_sent': len(record.stamps_ns), 'frames_with_labels': received,
+        'frames_without_labels': [i for i, output in enumerate(outputs) if 'labels' not in output],
         'input_hz': record.rate_hz,
         'output_hz': received / record.play_s if record.play_s > 0 else float('nan'),
         'keyframes': sum(bool(s['keyframe']) for s in statuses),
