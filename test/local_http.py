@@ -132,3 +132,14 @@ def closed_port_url(path: str = '/file.bin') -> str:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
     return f'http://127.0.0.1:{port}{path}'
+
+
+def isolate_caches(tmp_path, monkeypatch, *unset) -> None:
+    """Empty evs_ros and Hugging Face caches under ``tmp_path``, no proxy for 127.0.0.1 and no
+    hub settings from the environment (plus the variables named in ``unset``)."""
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    monkeypatch.setenv('HF_HOME', str(tmp_path / 'hf'))
+    monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
+    for name in ('HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_ENDPOINT', 'HF_HUB_OFFLINE',
+                 *unset):
+        monkeypatch.delenv(name, raising=False)

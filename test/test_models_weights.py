@@ -14,7 +14,7 @@ import yaml
 from evs_ros.models import weights_cache as wc
 from evs_ros.models.download import ChecksumError, DownloadError, OfflineError
 from evs_ros.models.weights_catalogue import WeightsEntry, builtin_catalogue
-from local_http import FakeHub, FileServer, closed_port_url
+from local_http import FakeHub, FileServer, closed_port_url, isolate_caches
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -23,12 +23,7 @@ SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 @pytest.fixture
 def caches(tmp_path, monkeypatch):
     """Empty evs_ros and Hugging Face caches under tmp_path; no proxies, no hub env."""
-    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
-    monkeypatch.setenv('HF_HOME', str(tmp_path / 'hf'))
-    monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
-    for name in ('HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_ENDPOINT', 'HF_HUB_OFFLINE',
-                 wc.CATALOGUE_ENV):
-        monkeypatch.delenv(name, raising=False)
+    isolate_caches(tmp_path, monkeypatch, wc.CATALOGUE_ENV)
     return tmp_path
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from evs_ros.models.weights_catalogue import builtin_catalogue
 from evs_ros.tools.cli import main as evs_main
-from local_http import FileServer, closed_port_url
+from local_http import FileServer, closed_port_url, isolate_caches
 
 PAYLOAD = bytes(range(256)) * 1000
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -22,11 +22,7 @@ SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     """Caches in tmp_path; ``add(name, **fields)`` writes a catalogue entry for the CLI."""
-    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
-    monkeypatch.setenv('HF_HOME', str(tmp_path / 'hf'))
-    monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
-    for name in ('HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_ENDPOINT', 'HF_HUB_OFFLINE'):
-        monkeypatch.delenv(name, raising=False)
+    isolate_caches(tmp_path, monkeypatch)
     catalogue_path = tmp_path / 'catalogue.yaml'
     catalogue_path.write_text('{}')
     monkeypatch.setenv('EVS_WEIGHTS_CATALOGUE', str(catalogue_path))
