@@ -55,7 +55,8 @@ def test_builtin_catalogue_entries_are_complete_and_sourced():
 
 def test_catalogue_file_adds_entries_and_rejects_unknown_fields(caches, monkeypatch):
     extra = caches / 'extra.yaml'
-    extra.write_text(yaml.safe_dump({'my-mirror': {'kind': 'file', 'source': 'http://x/y.bin',
+    extra.write_text(yaml.safe_dump({'my-mirror': {'kind': 'file',
+                                                   'source': 'http://127.0.0.1:9/y.bin',
                                                    'backend': 'icnet', 'sha256': SHA256}}))
     monkeypatch.setenv(wc.CATALOGUE_ENV, str(extra))
     catalogue = wc.load_catalogue()
@@ -75,7 +76,7 @@ def test_names_hub_ids_and_urls():
     with pytest.raises(DownloadError, match='unknown weights .*evs weights list'):
         wc.find_entry('no-such-name', {})
     with pytest.raises(DownloadError, match='is a URL'):
-        wc.find_entry('https://example.org/w.caffemodel', {})
+        wc.find_entry('https://127.0.0.1:9/w.caffemodel', {})
 
 
 def test_download_shows_progress_verifies_and_leaves_no_part_file(caches, capsys):
@@ -151,7 +152,7 @@ def test_http_errors_and_html_pages_are_refused(caches):
         missing = _entry(server.url('/missing'))
         with pytest.raises(DownloadError, match='HTTP 404'):
             wc.get_weights(missing.name, {missing.name: missing}, progress=False)
-        page = _entry(server.url('/page'), page='https://example.org/weights')
+        page = _entry(server.url('/page'), page='http://127.0.0.1:9/weights')
         with pytest.raises(DownloadError, match='web page instead of the file.*--file PATH'):
             wc.get_weights(page.name, {page.name: page}, progress=False)
 
