@@ -25,6 +25,25 @@ def pick_domain_id(salt: int = 0) -> int:
     return 1 + (os.getpid() * 7 + salt * 13) % 100
 
 
+@pytest.fixture(autouse=True, scope='session')
+def hermetic_caches(tmp_path_factory):
+    """Empty weights and engine caches for the whole run: what the developer fetched with
+    ``evs weights get`` never changes a test (``model.backend: auto`` looks there); tests that
+    need a cache fill their own (``local_http.isolate_caches``)."""
+    root = tmp_path_factory.mktemp('caches')
+    saved = {name: os.environ.get(name) for name in ('XDG_CACHE_HOME', 'HF_HOME')}
+    os.environ['XDG_CACHE_HOME'] = str(root / 'xdg')
+    os.environ['HF_HOME'] = str(root / 'hf')
+    for name in ('HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'TRANSFORMERS_CACHE'):
+        os.environ.pop(name, None)
+    yield root
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def ros_env(monkeypatch, request):
     """Environment for this test's ROS processes: own domain, localhost discovery, FastDDS."""
