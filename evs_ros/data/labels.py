@@ -60,6 +60,29 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     return LABEL_ID_TO_TRAIN_ID_LUT[np.asarray(label_ids, dtype=np.uint8)]
 
 
+def train_ids_from_color(color_rgb: np.ndarray) -> np.ndarray:
+    """trainIds of a Cityscapes ``*_gtFine_color.png`` image (uint8 (H, W, 3) RGB).
+
+    Pixels of the 19 train classes' colours get their trainId, every other colour 255. Two
+    colours are shared in the official table: ``polegroup`` (ignored in trainIds) is drawn in
+    pole's colour and ``license plate`` in car's, so both read as those classes here.
+    """
+    color_rgb = np.asarray(color_rgb, dtype=np.uint8)
+    if color_rgb.ndim != 3 or color_rgb.shape[2] != 3:
+        raise ValueError(f'expected an (H, W, 3) RGB colour label image, got {color_rgb.shape}')
+    codes = _color_codes(color_rgb)
+    train_ids = np.full(codes.shape, IGNORE, dtype=np.uint8)
+    for train_id, code in enumerate(_color_codes(PALETTE_RGB[None])[0]):
+        train_ids[codes == code] = train_id
+    return train_ids
+
+
+def _color_codes(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (..., 3) RGB -> int32 (...) codes R * 65536 + G * 256 + B."""
+    rgb = rgb.astype(np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
 def train_ids_to_label_ids(train_ids: np.ndarray) -> np.ndarray:
     """Map trainIds (uint8, 0..18 or 255) to official labelIds (uint8; ignore -> 0)."""
     return TRAIN_ID_TO_LABEL_ID_LUT[np.asarray(train_ids, dtype=np.uint8)]

@@ -15,9 +15,12 @@ from evs_ros.data.labels import CLASS_NAMES, IGNORE
 class ConfusionMatrix:
     """Accumulates a (num_classes, num_classes) int64 confusion matrix, rows = ground truth."""
 
-    def __init__(self, num_classes: int = 19, ignore: int = IGNORE):
+    def __init__(self, num_classes: int = 19, ignore: int = IGNORE,
+                 prediction_lut: Optional[np.ndarray] = None):
         self.num_classes = int(num_classes)
         self.ignore = int(ignore)
+        # uint8 (256,): predicted ids -> ground-truth ids (another dataset's classes), or None
+        self.prediction_lut = prediction_lut
         self.matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
         # predictions outside the class range: counted per ground-truth class as misses
         self.invalid_predictions = np.zeros(self.num_classes, dtype=np.int64)
@@ -31,9 +34,11 @@ class ConfusionMatrix:
         """Add one prediction.
 
         Args:
-            pred: integer (H, W) predicted class ids.
+            pred: integer (H, W) predicted class ids (uint8 through ``prediction_lut`` if set).
             gt: integer (H, W) ground-truth class ids; ``ignore`` pixels are skipped.
         """
+        if self.prediction_lut is not None:
+            pred = self.prediction_lut[np.asarray(pred, dtype=np.uint8)]
         pred = np.asarray(pred).ravel().astype(np.int64)
         gt = np.asarray(gt).ravel().astype(np.int64)
         if pred.shape != gt.shape:

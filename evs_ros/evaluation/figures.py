@@ -13,9 +13,8 @@ import numpy as np
 
 from evs_ros.config import EvsConfig, FlowConfig, OperatingPoint
 from evs_ros.data.labels import CLASS_NAMES
-from evs_ros.data.metrics import ConfusionMatrix
 from evs_ros.evaluation.operating_points import finite_or_none
-from evs_ros.evaluation.snippets import EvalSnippet
+from evs_ros.evaluation.snippets import EvalSnippet, Scoring
 from evs_ros.pipeline.pipeline import EvsPipeline
 from evs_ros.pipeline.stats import percentiles
 
@@ -31,12 +30,13 @@ class PropagationStudy:
         max_propagations: largest N (the annotated frame is N frames after the keyframe).
         methods: flow methods compared (``FlowConfig.method``), when ``flows`` is not given.
         config: flow / IAM settings; its flow method is replaced per method.
+        scoring: the ground truth's classes (default: Cityscapes' 19).
         flows: ``{label: FlowConfig}`` compared instead of ``methods`` (e.g. flow scales). Figure
             7 is collected from the first one.
     """
 
     def __init__(self, model, max_propagations: int = 10, methods=('dis', 'farneback'),
-                 config: EvsConfig = EvsConfig(), num_classes: int = len(CLASS_NAMES),
+                 config: EvsConfig = EvsConfig(), scoring: Optional[Scoring] = None,
                  flows: Optional[Mapping[str, FlowConfig]] = None):
         self.max_propagations = int(max_propagations)
         if flows is None:
@@ -44,7 +44,8 @@ class PropagationStudy:
         self._pipelines = {label: EvsPipeline(replace(config, flow=flow), model)
                            for label, flow in flows.items()}
         self._fraction_label = next(iter(flows))
-        self._confusions = {(label, n): ConfusionMatrix(num_classes) for label in flows
+        scoring = scoring or Scoring(tuple(CLASS_NAMES))
+        self._confusions = {(label, n): scoring.confusion() for label in flows
                             for n in range(self.max_propagations + 1)}
         self._fractions: Dict[int, List[float]] = {k: [] for k in FIGURE7_PROPAGATIONS}
         self._flow_ms: Dict[str, List[float]] = {label: [] for label in flows}
@@ -56,7 +57,11 @@ class PropagationStudy:
                               keyframe_interval=propagations + 1, warp=True, refine=False)
 
     def add(self, snippet: EvalSnippet) -> None:
-        """Propagate from every start ``annotated - N`` (N = 0..max) with every method."""
+        """Propagate from every start ``annotated - N`` (N = 0..max) with every method; labelled
+        video: from keyframes every ``max + 1`` frames, scoring each frame at its distance."""
+        if snippet.every_frame_labelled:
+            self._add_labelled_video(snippet)
+            return
         annotated = snippet.annotated_index
         for method, pipeline in self._pipelines.items():
             for n in range(min(self.max_propagations, annotated) + 1):
@@ -67,6 +72,22 @@ class PropagationStudy:
                     result = pipeline.process(snippet.frames[index])
                     infos.append(result.info)
                 self._confusions[(method, n)].update(result.labels, snippet.gt_labels)
+                self._flow_ms[method] += [info.flow_ms for info in infos if info.flow_ms > 0]
+                if method == self._fraction_label:
+                    self._collect_fractions(infos)
+
+    def _add_labelled_video(self, snippet: EvalSnippet) -> None:
+        span = self.max_propagations + 1
+        for method, pipeline in self._pipelines.items():
+            pipeline.set_operating_point(self.propagation_op(self.max_propagations))
+            for start in range(0, len(snippet.frames), span):
+                pipeline.reset()
+                infos = []
+                for n, index in enumerate(range(start, min(start + span, len(snippet.frames)))):
+                    result = pipeline.process(snippet.frames[index])
+                    infos.append(result.info)
+                    self._confusions[(method, n)].update(result.labels,
+                                                         snippet.labels_all[index])
                 self._flow_ms[method] += [info.flow_ms for info in infos if info.flow_ms > 0]
                 if method == self._fraction_label:
                     self._collect_fractions(infos)

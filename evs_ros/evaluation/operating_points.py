@@ -10,8 +10,12 @@ in one process, snippet by snippet, so that load changes hit them alike.
 
 * ``hz`` = frames processed / wall time spent inside ``EvsPipeline.process`` (no I/O, no metric);
   ``speedup`` = hz / hz of the baseline measured in the same run.
+Labelled video (every frame has ground truth, ``camvid:ROOT``) runs from frame 0 and scores
+every frame instead (:mod:`evs_ros.evaluation.snippets`).
+
 * ``miou`` / ``per_class_iou``: one confusion matrix per operating point over the annotated
-  frames of all snippets (Cityscapes definition, :class:`~evs_ros.data.metrics.ConfusionMatrix`).
+  (scored) frames of all snippets (Cityscapes definition,
+  :class:`~evs_ros.data.metrics.ConfusionMatrix`).
 """
 
 import math
@@ -24,11 +28,10 @@ import numpy as np
 from evs_ros.config import BASELINE, EvsConfig, OperatingPoint
 from evs_ros.data.labels import CLASS_NAMES
 from evs_ros.data.metrics import ConfusionMatrix
-from evs_ros.evaluation.snippets import EvalSnippet
+from evs_ros.evaluation.snippets import EvalSnippet, Scoring
 from evs_ros.pipeline.pipeline import EvsPipeline
 from evs_ros.pipeline.results import STAGES
 from evs_ros.pipeline.stats import percentiles
-from evs_ros.pipeline.scheduler import keyframe_offset_for_eval
 
 
 def finite_or_none(value: float, digits: int = 6) -> Optional[float]:
@@ -82,10 +85,11 @@ def run_segment(pipeline: EvsPipeline, snippet: EvalSnippet, start: int, stop: i
     """Process ``frames[start:stop]`` after a reset; returns the annotated frame's FrameResult.
 
     Only ``pipeline.process`` is timed into ``run`` (an :class:`OperatingPointRun` or None);
-    the annotated frame (if inside the segment) updates ``run.confusion``.
+    the scored frames inside the segment (:meth:`EvalSnippet.scored`) update ``run.confusion``.
     """
     pipeline.reset()
     annotated = None
+    scored = snippet.scored()
     for index in range(start, stop):
         begin = time.perf_counter()
         result = pipeline.process(snippet.frames[index])
@@ -94,10 +98,10 @@ def run_segment(pipeline: EvsPipeline, snippet: EvalSnippet, start: int, stop: i
             _record_frame(run, result.info, elapsed_s)
         if index == snippet.annotated_index:
             annotated = result
-            if run is not None:
-                run.confusion.update(result.labels, snippet.gt_labels)
-                run.annotated_ages.append(result.info.frames_since_keyframe)
-                run.annotated_fractions.append(result.info.inconsistent_fraction)
+        if index in scored and run is not None:
+            run.confusion.update(result.labels, scored[index])
+            run.annotated_ages.append(result.info.frames_since_keyframe)
+            run.annotated_fractions.append(result.info.inconsistent_fraction)
     return annotated
 
 
@@ -121,15 +125,15 @@ class OperatingPointEvaluator:
         refiner: a ``RefinerModel`` or None (R acts as off).
         operating_points: the points to evaluate; ``BASELINE`` (PERFRAME) is always added first.
         config: flow / IAM settings (its operating point is ignored).
-        class_names: names of the ``model.num_classes`` classes (reports).
+        scoring: the ground truth's classes (default: Cityscapes' 19, predictions as they are).
     """
 
     def __init__(self, model, refiner=None, operating_points: Sequence[OperatingPoint] = (),
-                 config: EvsConfig = EvsConfig(), class_names: Sequence[str] = CLASS_NAMES):
+                 config: EvsConfig = EvsConfig(), scoring: Optional[Scoring] = None):
         ops = [BASELINE] + [op for op in operating_points if op.name != BASELINE.name]
-        self.class_names = list(class_names)
-        num_classes = len(self.class_names)
-        self.runs = [OperatingPointRun(op, ConfusionMatrix(num_classes)) for op in ops]
+        scoring = scoring or Scoring(tuple(CLASS_NAMES))
+        self.class_names = list(scoring.class_names)
+        self.runs = [OperatingPointRun(op, scoring.confusion()) for op in ops]
         self._pipelines = [
             EvsPipeline(replace(config, operating_point=op), model,
                         refiner if op.refine else None) for op in ops]
@@ -139,21 +143,20 @@ class OperatingPointEvaluator:
         stop = min(frames, len(snippet.frames))
         for pipeline in self._pipelines:
             pipeline.set_operating_point(replace(pipeline.operating_point, keyframe_interval=2))
-            run_segment(pipeline, replace(snippet, annotated_index=-1), 0, stop)
+            run_segment(pipeline, snippet.unscored(), 0, stop)
         for pipeline, run in zip(self._pipelines, self.runs):
             pipeline.set_operating_point(run.op)
 
     def add(self, snippet: EvalSnippet) -> None:
-        """Evaluate every operating point on ``snippet`` (from its worst-case start to the end).
+        """Evaluate every operating point on ``snippet`` (from its first frame to the end:
+        :meth:`EvalSnippet.first_frame`).
 
         Two untimed baseline frames first: loading or rendering the snippet evicts the caches,
         which would otherwise slow down whichever operating point runs first.
         """
-        run_segment(self._pipelines[0], replace(snippet, annotated_index=-1), 0,
-                    min(2, len(snippet.frames)))
+        run_segment(self._pipelines[0], snippet.unscored(), 0, min(2, len(snippet.frames)))
         for pipeline, run in zip(self._pipelines, self.runs):
-            start = keyframe_offset_for_eval(run.op, snippet.annotated_index)
-            run_segment(pipeline, snippet, start, len(snippet.frames), run)
+            run_segment(pipeline, snippet, snippet.first_frame(run.op), len(snippet.frames), run)
 
     def results(self) -> List[Dict[str, object]]:
         """One JSON-ready summary per operating point, baseline first."""

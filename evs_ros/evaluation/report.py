@@ -12,7 +12,7 @@ from evs_ros.config import BASELINE, OPERATING_POINTS, EvsConfig, OperatingPoint
 from evs_ros.data.labels import CLASS_NAMES
 from evs_ros.evaluation.figures import PropagationStudy
 from evs_ros.evaluation.operating_points import OperatingPointEvaluator, finite_or_none
-from evs_ros.evaluation.snippets import EvalSnippet
+from evs_ros.evaluation.snippets import EvalSnippet, Scoring
 
 TABLE1_PAIRS = (('S=2', 'EVS03', 'EVS02'), ('S=5', 'EVS07', 'EVS06'))
 """Paper Table 1: (case, operating point without refinement, with refinement)."""
@@ -64,7 +64,8 @@ def model_class_names(model) -> List[str]:
 def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
              operating_points: Sequence[OperatingPoint] = tuple(OPERATING_POINTS.values()),
              config: EvsConfig = EvsConfig(), figure_propagations: int = 0,
-             progress=None, runtime: bool = False) -> Dict[str, object]:
+             progress=None, runtime: bool = False,
+             scoring: Optional[Scoring] = None) -> Dict[str, object]:
     """Evaluate operating points (and optionally Figures 6-7 and the runtime) over ``snippets``.
 
     Args:
@@ -77,18 +78,19 @@ def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
         runtime: also run every operating point through the two-worker runtime on both cores
             (:mod:`evs_ros.evaluation.runtime_runs`): ``runtime_hz``, ``runtime_speedup``,
             ``runtime_miou`` per operating point, ``perframe_hz_both_cores`` at the top.
+        scoring: the ground truth's classes (default: the network's own, predictions as they
+            are; :func:`~evs_ros.evaluation.snippets.scoring_for` for other datasets).
 
     Returns:
         ``{'resolution' ('WxH'), 'snippets', 'operating_points', 'table1', 'figure6',
         'figure7'}`` (JSON-ready; the figures are None when skipped).
     """
-    class_names = model_class_names(model)
-    evaluator = OperatingPointEvaluator(model, refiner, operating_points, config, class_names)
+    scoring = scoring or Scoring(tuple(model_class_names(model)))
+    evaluator = OperatingPointEvaluator(model, refiner, operating_points, config, scoring)
     study = None
     if figure_propagations > 0:
-        study = PropagationStudy(model, figure_propagations, config=config,
-                                 num_classes=len(class_names))
-    extra = _runtime_parts(model, refiner, operating_points, config, class_names, runtime)
+        study = PropagationStudy(model, figure_propagations, config=config, scoring=scoring)
+    extra = _runtime_parts(model, refiner, operating_points, config, scoring, runtime)
     try:
         names, resolution = _run_snippets(snippets, evaluator, study, extra, progress)
     finally:
@@ -98,6 +100,7 @@ def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
         raise ValueError('no annotated snippet to evaluate (check --data/--split)')
     results = evaluator.results()
     report = {'resolution': resolution, 'snippets': names, 'operating_points': results,
+              'scored_classes': list(scoring.class_names),
               'table1': table1(results),
               'figure6': study.figure6() if study else None,
               'figure7': study.figure7() if study else None}
@@ -122,14 +125,14 @@ def _run_snippets(snippets, evaluator, study, extra, progress):
     return names, resolution
 
 
-def _runtime_parts(model, refiner, operating_points, config, class_names, runtime: bool):
+def _runtime_parts(model, refiner, operating_points, config, scoring, runtime: bool):
     """(BothCoresBaseline, RuntimeEvaluator) when ``runtime`` (the baseline runs first on each
     snippet, before the runtime's threads exist), else ()."""
     if not runtime:
         return ()
     from evs_ros.evaluation.runtime_runs import BothCoresBaseline, RuntimeEvaluator
     return (BothCoresBaseline(model),
-            RuntimeEvaluator(model, refiner, operating_points, config, len(class_names)))
+            RuntimeEvaluator(model, refiner, operating_points, config, scoring))
 
 
 def _warm_up(snippet: EvalSnippet, evaluator, extra) -> None:

@@ -29,16 +29,17 @@ from typing import Dict, List, Sequence
 from evs_ros.config import BASELINE, EvsConfig, OperatingPoint
 from evs_ros.data.metrics import ConfusionMatrix
 from evs_ros.evaluation.operating_points import finite_or_none
-from evs_ros.evaluation.snippets import EvalSnippet
+from evs_ros.evaluation.snippets import EvalSnippet, Scoring
 from evs_ros.pipeline.runtime import EvsRuntime
-from evs_ros.pipeline.scheduler import effective_interval, keyframe_offset_for_eval
+from evs_ros.pipeline.scheduler import effective_interval
 
 DRAIN_TIMEOUT_S = 600.0
 
 
-def runtime_first_frame(op: OperatingPoint, annotated_index: int) -> int:
-    """One keyframe interval before the synchronous worst-case start (when the snippet has it)."""
-    start = keyframe_offset_for_eval(op, annotated_index)
+def runtime_first_frame(op: OperatingPoint, snippet: EvalSnippet) -> int:
+    """One keyframe interval before the synchronous worst-case start (when the snippet has it);
+    frame 0 for labelled video (every frame scored)."""
+    start = snippet.first_frame(op)
     interval = effective_interval(op)
     return start - interval if start >= interval else start
 
@@ -77,16 +78,16 @@ class RuntimeEvaluator:
         operating_points: the points to run (the per-frame baseline is measured separately).
         config: flow / IAM / runtime settings; keyframe waiting is switched on here and the
             buffer holds at least two frames.
-        num_classes: classes of the confusion matrices.
+        scoring: the ground truth's classes (:class:`~evs_ros.evaluation.snippets.Scoring`).
     """
 
     def __init__(self, model, refiner, operating_points: Sequence[OperatingPoint],
-                 config: EvsConfig, num_classes: int):
+                 config: EvsConfig, scoring: Scoring):
         runtime_config = replace(config.runtime, wait_for_keyframes=True,
                                  input_queue_size=max(2, config.runtime.input_queue_size))
         self.config = replace(config, runtime=runtime_config)
         self.runtime = EvsRuntime(self.config, model, refiner)
-        self.runs = [RuntimeOpRun(op, ConfusionMatrix(num_classes))
+        self.runs = [RuntimeOpRun(op, scoring.confusion())
                      for op in operating_points if op.name != BASELINE.name]
 
     def warm_up(self, snippet: EvalSnippet) -> None:
@@ -97,7 +98,7 @@ class RuntimeEvaluator:
     def add(self, snippet: EvalSnippet) -> None:
         """Feed ``snippet`` through a fresh stream per operating point; time and score it."""
         for run in self.runs:
-            first = runtime_first_frame(run.op, snippet.annotated_index)
+            first = runtime_first_frame(run.op, snippet)
             outputs = self._play(run.op, snippet, first)
             self._record(run, snippet, outputs)
 
@@ -125,10 +126,11 @@ class RuntimeEvaluator:
         run.frames += len(times) - 1
         run.wall_s += max(times[-1], finished_s) - times[0]
         run.keyframes += sum(result.info.keyframe for _, result in outputs.values())
-        annotated = outputs.get(snippet.annotated_index)
-        if annotated is not None:
-            run.confusion.update(annotated[1].labels, snippet.gt_labels)
-            run.annotated_ages.append(annotated[1].info.frames_since_keyframe)
+        for index, labels in snippet.scored().items():
+            output = outputs.get(index)
+            if output is not None:
+                run.confusion.update(output[1].labels, labels)
+                run.annotated_ages.append(output[1].info.frames_since_keyframe)
 
     def results(self, perframe_hz: float) -> Dict[str, Dict[str, object]]:
         """``{operating point name: runtime_* keys}``."""
@@ -157,7 +159,7 @@ class BothCoresBaseline:
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            start = keyframe_offset_for_eval(BASELINE, snippet.annotated_index)
+            start = snippet.first_frame(BASELINE)
             for image in snippet.frames[start:]:
                 begin = time.perf_counter()
                 self.model.predict(image)

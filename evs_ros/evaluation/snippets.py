@@ -1,15 +1,31 @@
-"""Annotated snippets held in memory: synthetic (rendered on the fly) or Cityscapes layout.
+"""Annotated snippets held in memory, and how their predictions are scored.
 
-The paper evaluates the 20th frame of each 30-frame Cityscapes snippet (§4.1); an
-:class:`EvalSnippet` holds the frames and the ground truth of that annotated frame.
+Two protocols:
+
+- **One annotated frame** (Cityscapes, paper §4.1): the 20th frame of a 30-frame snippet is
+  labelled; every operating point starts from its worst-case keyframe before it
+  (:func:`~evs_ros.pipeline.scheduler.keyframe_offset_for_eval`). Sources: the Cityscapes layout
+  (real or ``evs synth``), synthetic snippets rendered on the fly, and ``video:DIR`` (snippets
+  as video files with the annotated frame's ground truth beside them).
+- **Labelled video** (``camvid:ROOT``): every frame has ground truth; every operating point runs
+  from frame 0 (keyframes at 0, S, 2S, ... or as its adaptive policy decides) and every frame
+  is scored, so all keyframe phases count alike.
+
+:class:`Scoring` says in which classes the ground truth is: the network's own (Cityscapes
+trainIds for a Cityscapes network), or CamVid's 11 with Cityscapes trainIds mapped onto them by
+one table (:data:`evs_ros.data.camvid.TRAIN_ID_TO_CAMVID`).
 """
 
+import glob
 import os
-from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Tuple
+import re
+from dataclasses import dataclass, replace
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from evs_ros.data.metrics import ConfusionMatrix
 
 
 @dataclass
@@ -19,14 +35,76 @@ class EvalSnippet:
     Attributes:
         name: identifier for reports (``city_seq`` or ``synth_seed``).
         frames: uint8 (H, W, 3) BGR frames in time order.
-        gt_labels: uint8 (H, W) trainIds of ``frames[annotated_index]`` (255 = ignore).
-        annotated_index: the evaluated frame (19 = the paper's 20th frame).
+        gt_labels: uint8 (H, W) ground truth of ``frames[annotated_index]`` (255 = ignore).
+        annotated_index: the evaluated frame (19 = the paper's 20th frame); -1 = none.
+        labels_all: uint8 (H, W) ground truth of every frame (labelled video), or None. When
+            given, every frame is scored from a keyframe at frame 0 (module docstring).
     """
 
     name: str
     frames: List[np.ndarray]
-    gt_labels: np.ndarray
+    gt_labels: Optional[np.ndarray]
     annotated_index: int = 19
+    labels_all: Optional[List[np.ndarray]] = None
+
+    @property
+    def every_frame_labelled(self) -> bool:
+        """True for labelled video (the every-frame protocol)."""
+        return self.labels_all is not None
+
+    def scored(self) -> Dict[int, np.ndarray]:
+        """Frame index -> ground truth of the frames that are scored."""
+        if self.labels_all is not None:
+            return dict(enumerate(self.labels_all))
+        if 0 <= self.annotated_index < len(self.frames) and self.gt_labels is not None:
+            return {self.annotated_index: self.gt_labels}
+        return {}
+
+    def first_frame(self, op) -> int:
+        """The frame a run of operating point ``op`` starts on (with a keyframe)."""
+        if self.labels_all is not None:
+            return 0
+        from evs_ros.pipeline.scheduler import keyframe_offset_for_eval
+        return keyframe_offset_for_eval(op, self.annotated_index)
+
+    def unscored(self) -> 'EvalSnippet':
+        """The same frames with nothing to score (warm-up runs)."""
+        return replace(self, annotated_index=-1, labels_all=None)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How predicted labels are scored against a dataset's ground truth.
+
+    Attributes:
+        class_names: the ground truth's classes (the confusion matrix's).
+        prediction_lut: uint8 (256,) lookup from the network's label ids to the ground truth's
+            (255 = no such class, a miss), or None when they are the same.
+    """
+
+    class_names: Tuple[str, ...]
+    prediction_lut: Optional[np.ndarray] = None
+
+    def confusion(self) -> ConfusionMatrix:
+        """An empty confusion matrix that scores through ``prediction_lut``."""
+        return ConfusionMatrix(len(self.class_names), prediction_lut=self.prediction_lut)
+
+
+def scoring_for(data_kind: str, network_class_names: Sequence[str]) -> Scoring:
+    """The :class:`Scoring` of a data source (``described['kind']``) for a network.
+
+    Raises:
+        ValueError: CamVid ground truth with a network that does not publish Cityscapes trainIds.
+    """
+    if data_kind != 'camvid':
+        return Scoring(tuple(network_class_names))
+    from evs_ros.data.camvid import CAMVID_CLASSES, TRAIN_ID_TO_CAMVID
+    from evs_ros.data.classes import class_key
+    from evs_ros.data.labels import CLASS_NAMES
+    if [class_key(n) for n in network_class_names] != [class_key(n) for n in CLASS_NAMES]:
+        raise ValueError('CamVid is scored through Cityscapes trainIds: the network must publish '
+                         f'the 19 Cityscapes classes, not {", ".join(network_class_names[:4])}...')
+    return Scoring(CAMVID_CLASSES, TRAIN_ID_TO_CAMVID)
 
 
 def synthetic_snippets(seeds: Iterable[int], size_wh: Tuple[int, int],
@@ -72,14 +150,114 @@ SYNTH_TEST_SPLIT = 'test'
 """Synthetic snippets for evaluation come from the held-out split (never trained on)."""
 
 
+def camvid_snippets(root: str, split: str = 'val', size_wh: Optional[Tuple[int, int]] = None,
+                    limit: Optional[int] = None) -> Iterator[EvalSnippet]:
+    """CamVid's labelled sequences as labelled-video snippets (every frame scored)."""
+    from evs_ros.data.camvid import list_sequences, read_camvid_labels
+    from evs_ros.data.cityscapes import read_image
+    for sequence in list_sequences(root, split)[:limit]:
+        frames = [_resize(read_image(path), size_wh, cv2.INTER_AREA) for path in sequence.images]
+        labels = [_resize(read_camvid_labels(path), size_wh, cv2.INTER_NEAREST)
+                  for path in sequence.labels]
+        yield EvalSnippet(name=sequence.name, frames=frames, gt_labels=labels[-1],
+                          annotated_index=len(frames) - 1, labels_all=labels)
+
+
+_VIDEO_RE = re.compile(r'^(?P<stem>.+)_(?P<seq>\d{6})_(?P<first>\d{6})\.(mp4|avi|mkv|mov)$')
+GT_SUFFIXES = ('_gtFine_labelTrainIds*.png', '_gtFine_labelIds.png', '_gtFine_color.png')
+"""Ground-truth files of an annotated frame, in order of preference."""
+
+
+def list_video_snippets(directory: str) -> List[Tuple[str, str, int, str]]:
+    """``video:DIR`` snippets: (name, video path, annotated index, ground-truth path) each.
+
+    A video ``{city}_{seq:06d}_{first:06d}.mp4`` holds frames ``first, first + 1, ...``; its
+    annotated frame is the one with a ground-truth file ``{city}_{seq:06d}_{frame:06d}`` +
+    one of :data:`GT_SUFFIXES` in ``DIR`` (frame 19 when several are labelled, else the last).
+
+    Raises:
+        FileNotFoundError: ``directory`` holds no video with ground truth (names the layout).
+    """
+    found = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+        match = _VIDEO_RE.match(name)
+        if not match:
+            continue
+        prefix = os.path.join(directory, f"{match['stem']}_{match['seq']}_")
+        labelled = {}
+        for suffix in reversed(GT_SUFFIXES):  # the preferred kind wins
+            for path in glob.glob(glob.escape(prefix) + '[0-9]' * 6 + suffix):
+                number = int(os.path.basename(path)[len(os.path.basename(prefix)):][:6])
+                labelled[number - int(match['first'])] = path
+        labelled = {index: path for index, path in labelled.items() if index >= 0}
+        if labelled:
+            index = 19 if 19 in labelled else max(labelled)
+            found.append((os.path.splitext(name)[0], os.path.join(directory, name), index,
+                          labelled[index]))
+    if not found:
+        raise FileNotFoundError(f'video:{directory}: no CITY_SEQ_FIRST.mp4 with a '
+                                'CITY_SEQ_FRAME_gtFine_{labelTrainIds,labelIds,color}.png beside '
+                                'it (Cityscapes snippets as video files)')
+    return found
+
+
+def read_ground_truth(path: str) -> np.ndarray:
+    """uint8 (H, W) trainIds from a labelTrainIds, labelIds or colour ground-truth file."""
+    from evs_ros.data.cityscapes import read_labels
+    from evs_ros.data.labels import label_ids_to_train_ids, train_ids_from_color
+    if path.endswith('_gtFine_color.png'):
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f'cannot read {path}')
+        return train_ids_from_color(image[:, :, ::-1])
+    if path.endswith('_gtFine_labelIds.png'):
+        return label_ids_to_train_ids(cv2.imread(path, cv2.IMREAD_UNCHANGED))
+    return read_labels(path)
+
+
+def video_snippets(directory: str, size_wh: Optional[Tuple[int, int]] = None,
+                   limit: Optional[int] = None, max_frames: int = 30) -> Iterator[EvalSnippet]:
+    """``video:DIR`` snippets (:func:`list_video_snippets`), at most ``max_frames`` frames each."""
+    from evs_ros.data.video import iter_video
+    for name, path, index, gt_path in list_video_snippets(directory)[:limit]:
+        frames = [_resize(frame, size_wh, cv2.INTER_AREA)
+                  for frame in iter_video(path, max_frames=max_frames)]
+        if index >= len(frames):
+            raise ValueError(f'{path} has {len(frames)} frames; its ground truth is for frame '
+                             f'{index}')
+        labels = _resize(read_ground_truth(gt_path), size_wh or frames[0].shape[1::-1],
+                         cv2.INTER_NEAREST)
+        yield EvalSnippet(name=name, frames=frames, gt_labels=labels, annotated_index=index)
+
+
+def split_data_spec(data: str) -> Tuple[str, str]:
+    """``--data`` -> (kind, path): ``camvid:ROOT``, ``video:DIR`` or a Cityscapes-layout ROOT."""
+    for kind in ('camvid', 'video'):
+        if data.startswith(kind + ':'):
+            return kind, data[len(kind) + 1:]
+    return 'cityscapes_layout', data
+
+
 def snippet_source(data_root: Optional[str] = None, split: str = 'val', synth_count: int = 0,
                    synth_seed: int = 0, max_snippets: Optional[int] = None,
                    size_wh: Optional[Tuple[int, int]] = None):
-    """Annotated snippets of a dataset (``data_root``) or ``synth_count`` synthetic ones.
+    """Annotated snippets of a dataset (``data_root``: see :func:`split_data_spec`) or
+    ``synth_count`` synthetic ones.
 
     Returns:
         (snippet iterator, expected count, JSON description of the data).
     """
+    kind, path = split_data_spec(data_root) if data_root else ('synthetic', '')
+    if kind == 'camvid':
+        from evs_ros.data.camvid import list_sequences
+        count = len(list_sequences(path, split)[:max_snippets])
+        described = {'kind': 'camvid', 'root': os.path.abspath(path), 'split': split,
+                     'protocol': 'every frame labelled and scored, keyframe at frame 0'}
+        return camvid_snippets(path, split, size_wh, max_snippets), count, described
+    if kind == 'video':
+        count = len(list_video_snippets(path)[:max_snippets])
+        described = {'kind': 'video', 'root': os.path.abspath(path)}
+        return video_snippets(path, size_wh, max_snippets), count, described
     if data_root:
         from evs_ros.data.cityscapes import list_snippets
         count = sum(s.annotated_index in s.labels for s in list_snippets(data_root, split))

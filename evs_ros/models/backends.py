@@ -2,6 +2,8 @@
 
 SPECs (``ModelConfig.backend``):
 
+- ``espnet:PATH`` - a published ESPNetv2 segmentation state_dict (sacmehta/EdgeNets, e.g. the
+  Cityscapes ``espnetv2_s_2.0_city_1024x512.pth``; ``evs_ros/models/espnet.py``).
 - ``icnet:PATH`` - an evs_ros checkpoint (``evs train`` / ``evs convert``) or directly an official
   ``.caffemodel``; ``icnet:default`` = the shipped ``evs_ros/models/weights/icnet_synth.pt``.
 - ``torchscript:PATH`` / ``onnx:PATH`` - files written by ``evs export``: input ``image`` float32
@@ -28,7 +30,9 @@ its own order with its own names. Where the names come from:
   file's ``evs_meta.json`` ``class_names``; otherwise Cityscapes for 19 classes, else
   ``class_<i>``;
 - ``python:`` - the ``class_names`` attribute of the object ``FACTORY()`` returns;
-- ``icnet:`` - the checkpoint's ``class_names`` (published as they are, not re-ordered).
+- ``icnet:`` - the checkpoint's ``class_names`` (published as they are, not re-ordered);
+- ``espnet:`` - Cityscapes' 19 + ``background`` for a 20-class checkpoint (published as the 19
+  trainIds), else ``class_<i>``.
 
 Networks without low-level features give ``Prediction.features = None``; the Refiner then runs on
 the image and the warped probabilities only (zeros in place of F).
@@ -49,7 +53,7 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights'
 DEFAULT_ICNET = os.path.join(WEIGHTS_DIR, 'icnet_synth.pt')
 DEFAULT_REFINER = os.path.join(WEIGHTS_DIR, 'refiner_synth.pt')
 META_FILE = 'evs_meta.json'  # TorchScript extra file: {"input_size": [H, W], "class_names": []}
-KINDS = ('icnet', 'torchscript', 'onnx', 'python', 'hf')
+KINDS = ('icnet', 'espnet', 'torchscript', 'onnx', 'python', 'hf')
 
 
 def split_spec(spec: str) -> Tuple[str, str]:
@@ -57,7 +61,8 @@ def split_spec(spec: str) -> Tuple[str, str]:
     kind, sep, rest = spec.partition(':')
     if not sep or kind not in KINDS or not rest:
         raise ValueError(f'backend SPEC {spec!r} is not one of icnet:PATH, icnet:default, '
-                         'torchscript:PATH, onnx:PATH, python:MODULE:FACTORY, hf:MODEL')
+                         'espnet:PATH, torchscript:PATH, onnx:PATH, python:MODULE:FACTORY, '
+                         'hf:MODEL')
     return kind, rest
 
 
@@ -74,6 +79,9 @@ def load_backend(spec: str, device: str = 'auto', fp16: bool = False):
     kind, rest = split_spec(spec)
     if kind == 'icnet':
         return load_icnet(DEFAULT_ICNET if rest == 'default' else rest, device, fp16)
+    if kind == 'espnet':
+        from evs_ros.models.espnet import load_espnet
+        return load_espnet(_existing(rest, 'ESPNetv2 weights'), device, fp16)
     if kind == 'torchscript':
         return TorchScriptModel(_existing(rest, 'TorchScript'), device)
     if kind == 'onnx':

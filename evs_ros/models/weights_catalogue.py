@@ -9,6 +9,8 @@ Every figure names where it comes from; a figure that could not be confirmed is 
   "SegFormer (Ours) MiT-B0" rows at short side 768 / 640 / 512. That those rows are these hub
   checkpoints is inferred from NVlabs/SegFormer's configs (test scale = the row's short side).
 - Mask2Former mIoU: facebookresearch/Mask2Former MODEL_ZOO.md, Cityscapes semantic, Swin-T.
+- ESPNetv2 mIoU and sizes: sacmehta/EdgeNets at commit 2b232d3 (model_zoo README; the sizes are
+  the git blobs' sizes at that commit); the files there are plain PyTorch state_dicts (MIT).
 - ICNet mIoU: hszhao/ICNet README, "train on trainset for 30K, evaluated on valset": 67.7 (stated
   there for the BN-merged file; ``bnnomerge`` is the same training run before BN folding).
 
@@ -112,7 +114,39 @@ MASK2FORMER = WeightsEntry(
     page='https://huggingface.co/facebook/mask2former-swin-tiny-cityscapes-semantic',
     license='CC BY-NC 4.0 (Mask2Former MODEL_ZOO.md)')
 
+ESPNET_COMMIT = '2b232d3f7fb60658755dad1ebca0ffc895cc795e'
+ESPNET_PAGE = ('https://github.com/sacmehta/EdgeNets/blob/' + ESPNET_COMMIT +
+               '/model/segmentation/model_zoo/README.md')
+ESPNET_ACCURACY_SOURCE = ('sacmehta/EdgeNets model/segmentation/model_zoo/README.md, Cityscapes, '
+                          'image size 1024x512 (val; test from the Cityscapes leaderboard)')
+
+
+def _espnetv2(width: str, size_bytes: int, sha256: str, accuracy: str) -> WeightsEntry:
+    filename = f'espnetv2_s_{width}_city_1024x512.pth'
+    return WeightsEntry(
+        name=f'espnetv2-s{width.rstrip("0").rstrip(".")}-cityscapes', kind='file',
+        source=('https://github.com/sacmehta/EdgeNets/raw/' + ESPNET_COMMIT +
+                '/model/segmentation/model_zoo/espnetv2/' + filename),
+        backend='espnet', size_mb=round(size_bytes / 1e6, 1),
+        classes=CITYSCAPES_19 + ' + background (dropped)', accuracy=accuracy,
+        accuracy_source=ESPNET_ACCURACY_SOURCE,
+        size_source=f'git blob size at {ESPNET_COMMIT[:7]} ({size_bytes} bytes)',
+        sha256=sha256, filename=filename, page=ESPNET_PAGE,
+        license='MIT (sacmehta/EdgeNets LICENSE)')
+
+
+ESPNETV2_S2 = _espnetv2('2.0', 3376094,
+                        'a72d59699801c7ce8e8b89a53af9097eaaa60dc12180ecde86fd700ba1222fe8',
+                        'mIoU 66.4 (val) / 66.2 (test)')
+ESPNETV2_S1 = _espnetv2('1.0', 1107690,
+                        '0918c833fed889e32901ce739b1784fdd2b79f95a9aea199a469ca3394dd7a14',
+                        'mIoU 60.1 (val)')
+DEFAULT_REAL_NETWORK = ESPNETV2_S2.name
+"""The best real network evs_ros can verify here; ``model.backend: auto`` uses it when cached."""
+
 BUILTIN_ENTRIES = (
+    ESPNETV2_S2,
+    ESPNETV2_S1,
     _segformer('b0', 15.0, 'mIoU 76.2 / 78.1'),
     _segformer('b1', 54.8, 'mIoU 78.5 / 80.0'),
     _segformer('b2', 110.0, 'mIoU 81.0 / 82.2'),

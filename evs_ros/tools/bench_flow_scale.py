@@ -35,13 +35,13 @@ def study_resolution(args, config, model, size_wh, scales):
 
     from evs_ros.evaluation.figures import PropagationStudy
     from evs_ros.evaluation import model_class_names
-    from evs_ros.evaluation.snippets import snippet_source
+    from evs_ros.evaluation.snippets import scoring_for, snippet_source
     flows = {f'scale {scale:g}': replace(config.flow, scale=scale, max_width=0)
              for scale in scales}
-    study = PropagationStudy(model, args.max_propagations, config=config, flows=flows,
-                             num_classes=len(model_class_names(model)))
     snippets, count, described = snippet_source(args.data, args.split, args.synth_snippets or 10,
                                                 args.synth_seed, args.max_snippets, size_wh)
+    study = PropagationStudy(model, args.max_propagations, config=config, flows=flows,
+                             scoring=scoring_for(described['kind'], model_class_names(model)))
     for snippet in tqdm(snippets, total=count, desc=f'{size_wh[0]}x{size_wh[1]}'):
         study.add(snippet)
     return {'resolution': f'{size_wh[0]}x{size_wh[1]}', 'snippets': count, 'data': described,

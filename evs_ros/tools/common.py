@@ -228,7 +228,10 @@ def add_snippet_arguments(parser: argparse.ArgumentParser) -> None:
     """--data/--split (Cityscapes layout) or --synth-snippets (rendered on the fly)."""
     group = parser.add_argument_group('snippets')
     group.add_argument('--data', metavar='ROOT',
-                       help='Cityscapes-layout dataset root (leftImg8bit_sequence + gtFine)')
+                       help='Cityscapes-layout dataset root (leftImg8bit_sequence + gtFine), '
+                            'camvid:ROOT (CamVid, every frame labelled; scored in its 11 classes)'
+                            ' or video:DIR (snippets as CITY_SEQ_FIRST.mp4 + the annotated '
+                            "frame's gtFine file)")
     group.add_argument('--split', default='val', help='split of --data (default: %(default)s)')
     group.add_argument('--synth-snippets', type=int, metavar='N',
                        help="render N held-out synthetic snippets (split 'test') on the fly")
@@ -252,8 +255,8 @@ def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
     """``evs eval`` and ``evs bench``: returns (report dict, model, config)."""
     from tqdm import tqdm
 
-    from evs_ros.evaluation import evaluate
-    from evs_ros.evaluation.snippets import snippet_source
+    from evs_ros.evaluation import evaluate, model_class_names
+    from evs_ros.evaluation.snippets import scoring_for, snippet_source
     from evs_ros.models.loading import load_models
     ops = with_explicit_fields(parse_operating_points(args.operating_points),
                                explicit_settings(args))
@@ -263,10 +266,11 @@ def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
     snippets, count, described = snippet_source(
         args.data, args.split, args.synth_snippets or default_synth, args.synth_seed,
         args.max_snippets, size_wh)
+    scoring = scoring_for(described['kind'], model_class_names(model))
     with tqdm(total=count, desc='evaluate', unit='snippet') as bar:
         report = evaluate(snippets, model, refiner, ops, config, figure_propagations,
                           progress=lambda snippet: bar.update(1),
-                          runtime=getattr(args, 'runtime', False))
+                          runtime=getattr(args, 'runtime', False), scoring=scoring)
     report.update(data=described, backend=config.model.backend,
                   refiner=config.model.refiner if refiner is not None else '')
     return report, model, config
