@@ -1,0 +1,105 @@
+"""The real download path of the default real network, end to end, without the internet.
+
+The published ESPNetv2 file from ``../shared/real`` is served on 127.0.0.1 under the catalogue
+entry's own name, size and sha256 (only the URL is replaced); then ``evs weights get``, the
+cache, ``weights:NAME`` in ``evs run`` and in the node over DDS.
+"""
+
+import json
+import os
+from dataclasses import asdict
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from evs_ros.data.camvid import list_sequences
+from evs_ros.data.video import VideoWriter
+from evs_ros.models.weights_catalogue import builtin_catalogue
+from evs_ros.tools.cli import main as evs_main
+from local_http import FileServer, isolate_caches
+from real_data import real_path, requires_real
+
+pytestmark = requires_real
+NAME = 'espnetv2-s2-cityscapes'
+ENTRY = builtin_catalogue()[NAME]
+
+
+def real_bytes() -> bytes:
+    with open(real_path('weights', ENTRY.filename), 'rb') as stream:
+        return stream.read()
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """``serve(body) -> cache folder``: the catalogue entry with its URL on 127.0.0.1."""
+    isolate_caches(tmp_path, monkeypatch)
+    servers = []
+
+    def serve(body: bytes):
+        server = FileServer({'/' + ENTRY.filename: body}).__enter__()
+        servers.append(server)
+        entry = {key: value for key, value in asdict(ENTRY).items() if key != 'name'}
+        entry['source'] = server.url('/' + ENTRY.filename)
+        catalogue = tmp_path / 'catalogue.yaml'
+        catalogue.write_text(yaml.safe_dump({NAME: entry}))
+        monkeypatch.setenv('EVS_WEIGHTS_CATALOGUE', str(catalogue))
+        return tmp_path / 'xdg' / 'evs_ros' / NAME
+
+    yield serve
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def write_camvid_clip(path, frames: int = 6):
+    """The first frames of the real CamVid drive as an mp4 (480x360)."""
+    sequence = list_sequences(real_path('camvid'), 'val')[0]
+    with VideoWriter(str(path), fps=15.0) as writer:
+        for image_path in sequence.images[:frames]:
+            writer.write(cv2.imread(image_path))
+    return path
+
+
+def test_get_verifies_caches_and_runs_the_real_network(served, tmp_path, capsys):
+    cache = served(real_bytes())
+    assert evs_main(['weights', 'get', NAME, '--quiet']) == 0
+    cached = cache / ENTRY.filename
+    assert cached.read_bytes() == real_bytes()
+    assert not [name for name in os.listdir(cache) if name != ENTRY.filename]
+    capsys.readouterr()
+    video = write_camvid_clip(tmp_path / 'drive.mp4')
+    out = tmp_path / 'out'
+    assert evs_main(['run', str(video), '--out', str(out), '--backend', f'weights:{NAME}',
+                     '--refiner', '', '--operating-point', 'EVS05', '--no-overlay']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['frames'] == 6 and summary['keyframes'] == 2
+    labels = cv2.imread(str(out / 'labels' / '000000.png'), cv2.IMREAD_UNCHANGED)
+    road, sky = 0, 10  # a real network sees the road at the bottom and sky at the top
+    assert np.mean(labels[-60:, 100:380] == road) > 0.5
+    assert np.mean(labels[:30] == sky) > 0.3
+
+
+@pytest.mark.parametrize('case', ['checksum', 'truncated'])
+def test_a_wrong_or_truncated_file_is_refused_and_nothing_stays(served, capsys, case):
+    body = real_bytes()
+    body = body[:len(body) // 2] if case == 'truncated' else body[:-1] + b'\0'
+    cache = served(body)
+    assert evs_main(['weights', 'get', NAME, '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1
+    assert 'sha256' in err or 'checksum' in err
+    assert not cache.exists() or not os.listdir(cache)
+
+
+def test_the_node_labels_real_frames_with_weights_name(served, harness, ros_env, tmp_path):
+    cache = served(real_bytes())
+    assert evs_main(['weights', 'get', NAME, '--quiet']) == 0
+    assert cache.is_dir()
+    ros_env.update(XDG_CACHE_HOME=str(tmp_path / 'xdg'))
+    node = harness({'model.backend': f'weights:{NAME}', 'publish.overlay': False})
+    frame = cv2.imread(list_sequences(real_path('camvid'), 'val')[0].images[0])
+    assert node.send_and_wait(frame, 1_700_000_000_000_000_000, timeout_s=60.0), node.log()
+    labels = node.player.messages('labels')[-1]
+    assert (labels.height, labels.width) == (360, 480)
+    assert 'espnetv2' in node.log().lower() or NAME in node.log()
