@@ -10,6 +10,9 @@ SPECs (``ModelConfig.backend``):
   (1, 3, H, W) BGR in [0, 255] (means are subtracted inside), outputs ``probs`` (1, C, h, w)
   softmax and optionally ``features`` (1, Cf, hf, wf). Frames are resized to the exported H x W.
   ONNX runs on onnxruntime, or on OpenCV's ``cv2.dnn`` when onnxruntime is missing.
+- ``tflite:PATH`` - a TensorFlow Lite network with a uint8 RGB input, e.g. Coral's int8
+  DeepLabv3 for Cityscapes (LiteRT; a label-map output is labels-only: R is off;
+  ``evs_ros/models/tflite.py``).
 - ``python:MODULE:FACTORY`` - ``FACTORY()`` returns a callable ``f(image_bgr uint8 (H, W, 3)) ->
   float32 (C, h, w)`` probabilities at any resolution, with a ``num_classes`` attribute and
   optionally ``class_names`` (a sequence of C names).
@@ -53,7 +56,7 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights'
 DEFAULT_ICNET = os.path.join(WEIGHTS_DIR, 'icnet_synth.pt')
 DEFAULT_REFINER = os.path.join(WEIGHTS_DIR, 'refiner_synth.pt')
 META_FILE = 'evs_meta.json'  # TorchScript extra file: {"input_size": [H, W], "class_names": []}
-KINDS = ('icnet', 'espnet', 'torchscript', 'onnx', 'python', 'hf')
+KINDS = ('icnet', 'espnet', 'torchscript', 'onnx', 'tflite', 'python', 'hf')
 
 
 def split_spec(spec: str) -> Tuple[str, str]:
@@ -61,8 +64,8 @@ def split_spec(spec: str) -> Tuple[str, str]:
     kind, sep, rest = spec.partition(':')
     if not sep or kind not in KINDS or not rest:
         raise ValueError(f'backend SPEC {spec!r} is not one of icnet:PATH, icnet:default, '
-                         'espnet:PATH, torchscript:PATH, onnx:PATH, python:MODULE:FACTORY, '
-                         'hf:MODEL')
+                         'espnet:PATH, torchscript:PATH, onnx:PATH, tflite:PATH, '
+                         'python:MODULE:FACTORY, hf:MODEL')
     return kind, rest
 
 
@@ -86,6 +89,9 @@ def load_backend(spec: str, device: str = 'auto', fp16: bool = False):
         return TorchScriptModel(_existing(rest, 'TorchScript'), device)
     if kind == 'onnx':
         return OnnxModel(_existing(rest, 'ONNX'), device)
+    if kind == 'tflite':
+        from evs_ros.models.tflite import load_tflite
+        return load_tflite(_existing(rest, 'TFLite'))
     if kind == 'hf':
         from evs_ros.models.hf import load_hf_model
         return load_hf_model(rest, device, fp16)

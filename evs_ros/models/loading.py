@@ -52,6 +52,10 @@ def load_models(model_config: ModelConfig, need_refiner: bool = True):
     model = load_backend(spec, model_config.device, model_config.fp16)
     if not need_refiner or not model_config.refiner:
         return model, None
+    if getattr(model, 'labels_only', False):
+        LOGGER.warning('%s gives labels, not probabilities: R (the Refiner) needs probabilities '
+                       'and acts as off; W and IAM work on the labels', model_config.backend)
+        return model, None
     refiner = load_refiner(model_config.refiner, model_config.device, model_config.fp16)
     reason = refiner_mismatch(model, refiner)
     if reason is None:
