@@ -167,12 +167,15 @@ class ModelConfig:
 
     ``backend`` is one SPEC string used everywhere: ``icnet:PATH``, ``hf:MODEL``,
     ``weights:NAME``, ``torchscript:PATH``, ``onnx:PATH`` or ``python:MODULE:FACTORY``;
-    ``icnet:default`` is the shipped weights. ``refiner`` is a checkpoint path, ``'default'``
+    ``icnet:default`` is the shipped weights; ``auto`` (the default) is the best real network in
+    the weights cache (``evs weights get espnetv2-s2-cityscapes``), else the shipped weights with
+    a warning. ``refiner`` is a checkpoint path, ``'default'``
     (shipped) or ``''`` (no Refiner: R acts as off).
     """
 
-    backend: str = setting('icnet:default', 'network SPEC: icnet:PATH|default, hf:MODEL, '
-                           'weights:NAME, torchscript:PATH, onnx:PATH, python:MODULE:FACTORY',
+    backend: str = setting('auto', 'network SPEC: auto (a cached real network, else the shipped '
+                           'one), weights:NAME, espnet:PATH, icnet:PATH|default, hf:MODEL, '
+                           'tflite:PATH, torchscript:PATH, onnx:PATH, python:MODULE:FACTORY',
                            restart=True)
     refiner: str = setting('default', 'Refiner checkpoint, default (shipped) or empty for none',
                            restart=True)
@@ -184,8 +187,10 @@ class ModelConfig:
 
     def __post_init__(self):
         validate_fields('model', self)
-        check(':' in self.backend, f'model.backend={self.backend!r}: must be a SPEC like '
-              'icnet:PATH, hf:MODEL, weights:NAME, onnx:PATH or python:MODULE:FACTORY')
+        check(':' in self.backend or self.backend == 'auto',
+              f'model.backend={self.backend!r}: must be auto or a SPEC like weights:NAME, '
+              'espnet:PATH, icnet:PATH, hf:MODEL, tflite:PATH, onnx:PATH or '
+              'python:MODULE:FACTORY')
 
 
 @dataclass(frozen=True)

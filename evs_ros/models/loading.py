@@ -27,16 +27,58 @@ class ModelMismatchError(ValueError):
     """The Refiner was trained for another network (the message says how they differ)."""
 
 
+AUTO = 'auto'
+SHIPPED = 'icnet:default'
+
+
 def resolve_backend_spec(spec: str) -> str:
-    """``weights:NAME`` -> the SPEC of the cached checkpoint; other SPECs unchanged."""
+    """``weights:NAME`` -> the SPEC of the cached checkpoint; ``auto`` -> :func:`auto_backend`;
+    other SPECs unchanged."""
+    if spec == AUTO:
+        spec = auto_backend()
     if spec.startswith('weights:'):
         from evs_ros.models.weights_cache import resolve_weights
         return resolve_weights(spec[len('weights:'):])
     return spec
 
 
+def auto_backend() -> str:
+    """``model.backend: auto``: the best real network in the cache, else the shipped ICNet.
+
+    Real networks are tried in the order of ``AUTO_PREFERENCE`` (the catalogue's real-time
+    Cityscapes networks, most accurate first); the choice is logged in one line, and falling back
+    to the shipped network (trained only on synthetic streets) is a warning that says what to run.
+    Nothing is downloaded.
+    """
+    from evs_ros.models.weights_cache import cached_path, load_catalogue
+    from evs_ros.models.weights_catalogue import AUTO_PREFERENCE
+    catalogue = load_catalogue()
+    for name in AUTO_PREFERENCE:
+        path = cached_path(catalogue[name]) if name in catalogue else None
+        if path:
+            LOGGER.info('model.backend auto: %s, a real Cityscapes network (cached at %s)',
+                        name, path)
+            return f'weights:{name}'
+    LOGGER.warning('model.backend auto: no real network in the cache, so the shipped ICNet runs; '
+                   'it knows only synthetic streets: for real cameras run `evs weights get %s` '
+                   '(3.4 MB, once, on a connected machine)', AUTO_PREFERENCE[0])
+    return SHIPPED
+
+
+def describe_backend(spec: str) -> str:
+    """What ``spec`` (as given, before resolving) runs, in words for reports and logs."""
+    if spec == SHIPPED:
+        return 'the shipped ICNet (trained only on synthetic streets)'
+    if spec.startswith('weights:'):
+        return spec[len('weights:'):]
+    return spec
+
+
 def load_models(model_config: ModelConfig, need_refiner: bool = True):
     """Return (SegmentationModel, RefinerModel or None) for ``model_config``.
+
+    The network gets two attributes for reports: ``backend_spec`` (the SPEC that ran, ``auto``
+    resolved) and ``description`` (it in words).
 
     Args:
         model_config: ``config.model`` (backend SPEC, refiner, device, fp16).
@@ -48,8 +90,9 @@ def load_models(model_config: ModelConfig, need_refiner: bool = True):
         ModelMismatchError: an explicitly named Refiner does not fit the network.
     """
     from evs_ros.models.backends import load_backend, load_refiner
-    spec = resolve_backend_spec(model_config.backend)
-    model = load_backend(spec, model_config.device, model_config.fp16)
+    chosen = auto_backend() if model_config.backend == AUTO else model_config.backend
+    model = load_backend(resolve_backend_spec(chosen), model_config.device, model_config.fp16)
+    model.backend_spec, model.description = chosen, describe_backend(chosen)
     if not need_refiner or not model_config.refiner:
         return model, None
     if getattr(model, 'labels_only', False):
