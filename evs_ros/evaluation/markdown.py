@@ -12,7 +12,9 @@ def accuracy_markdown(report) -> List[str]:
     """Markdown lines: mIoU per operating point, per-class IoU, and paper Table 1."""
     entries = report['operating_points']
     names = list(entries[0]['per_class_iou'])
-    lines = ['## Accuracy (IoU in %, annotated frame at the worst case S-1 propagations)', '',
+    protocol = (report.get('data') or {}).get(
+        'protocol', 'annotated frame at the worst case S-1 propagations')
+    lines = [f'## Accuracy (IoU in %, {protocol})', '',
              '| op | D | S | W | R | mIoU | ' + ' | '.join(names) + ' |',
              '|' + '---|' * (6 + len(names))]
     for e in entries:
@@ -44,15 +46,17 @@ def table1_markdown(table, names) -> List[str]:
 
 def speed_markdown(report) -> List[str]:
     """Markdown lines: the speed / accuracy table of all operating points."""
+    agreement = (report.get('data') or {}).get('kind') == 'clips'
+    accuracy = 'agreement with per-frame %' if agreement else 'pixel acc %'
     lines = ['## Speed and accuracy (one run, same frames)', '',
-             '| op | D | S | W | R | Hz | speedup | mIoU % | latency p50 ms | latency p99 ms '
-             '| keyframes / frames |', '|' + '---|' * 11]
+             '| op | D | S | W | R | Hz | speedup | mIoU % | ' + accuracy +
+             ' | latency p50 ms | latency p99 ms | keyframes / frames |', '|' + '---|' * 12]
     for e in report['operating_points']:
-        miou = '-' if e['miou'] is None else f"{100 * e['miou']:.1f}"
         interval = f"A<={e['max_keyframe_interval']}" if e['adaptive'] else str(e['S'])
         lines.append(
             f"| {e['name']} | {e['D']} | {interval} | {'on' if e['W'] else 'off'} | "
-            f"{'on' if e['R'] else 'off'} | {e['hz']} | {e['speedup']} | {miou} | "
+            f"{'on' if e['R'] else 'off'} | {e['hz']} | {e['speedup']} | "
+            f"{iou_cell(e['miou'])} | {iou_cell(e.get('pixel_accuracy'))} | "
             f"{e['latency_ms_p50']} | {e['latency_ms_p99']} | {e['keyframes']} / {e['frames']} |")
     return lines + ['']
 
