@@ -92,7 +92,9 @@ def run_fleet(source: Path, out_dir: Path, config: EvsConfig, options: FleetOpti
         run = _FleetRun(bags, out_dir, config, options, log)
         if removed:
             log(f'evs fleet: removed {removed} unfinished output(s) of an interrupted run')
-        return run.execute()
+        report = run.execute()
+        remove_leftovers(out_dir)  # what the tries of killed workers left
+        return report
 
 
 @dataclass
@@ -183,7 +185,7 @@ class _FleetRun:
             if self.options.address:
                 context = ray.init(address=self.options.address, **kwargs)
             else:
-                context = ray.init(num_cpus=self.options.workers,
+                context = ray.init(address='local', num_cpus=self.options.workers,
                                    include_dashboard=self.options.dashboard, **kwargs)
             dashboard_url = getattr(context, 'dashboard_url', '') or ''
         resources = ray.cluster_resources()

@@ -187,14 +187,10 @@ def chunk_task(job: BagJob, settings: TaskSettings, chunk: Chunk, input_fingerpr
     config = _worker_config(settings)
     labeller = load_labeller(config, cache=True)
     report = _Reporter(settings.progress, f'{job.key}#{chunk.index}')
-    temp = labelling.temp_path(part)
-    try:
+    with labelling.atomic_bag(part) as temp:
         summary = labelling.label_chunk(Path(job.input), temp, settings.image_topic, labeller,
                                         chunk.start_ns, chunk.stop_ns, labeller.colorize,
                                         report)
-        labelling.replace_path(temp, part)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
     report(summary.frames, final=True)
     result = {'index': chunk.index, 'first_frame': chunk.first_frame,
               'frames': summary.frames, 'skipped_frames': summary.skipped_frames,
@@ -232,8 +228,22 @@ def merge_task(job: BagJob, settings: TaskSettings, plan: Sequence[Chunk],
     entry = _entry(job, settings, summary, None, sum(w['busy_s'] for w in workers), workers,
                    network=sorted({result['network'] for result in results}),
                    reused_chunks=sum(1 for result in results if result['reused']))
-    shutil.rmtree(parts_dir(job, settings, input_fingerprint).parent, ignore_errors=True)
+    _remove_parts(job, settings)
     return entry
+
+
+def _remove_parts(job: BagJob, settings: TaskSettings) -> None:
+    """Delete the bag's parts and the folders that only held them."""
+    root = Path(settings.parts_root)
+    folder = root / job.key
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in folder.parents:
+        if parent == root or root not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty: another bag's parts
+            break
 
 
 def _entry(job: BagJob, settings: TaskSettings, summary, config, busy_s: float, workers,

@@ -330,6 +330,7 @@ def output_topics_by_name(topics: Sequence[str]) -> Dict[str, str]:
 def temp_path(final_path: Path) -> Path:
     """A fresh temporary name next to ``final_path`` (same file system: rename is atomic)."""
     final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
     return final_path.with_name(f'.{final_path.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}')
 
 
@@ -345,6 +346,24 @@ def replace_path(temp: Path, final_path: Path) -> None:
         os.rename(temp, final_path)
 
 
+@contextmanager
+def atomic_bag(final_path: Path):
+    """Yield a temporary path to write a bag directory to; rename it to ``final_path`` when the
+    block completes, remove it when it fails.
+
+    The bag is written as ``.NAME.evs-tmp-<id>/NAME`` so that its storage files already carry
+    their final names (rosbag2 names them after the bag directory).
+    """
+    final_path = Path(final_path)
+    holder = temp_path(final_path)
+    holder.mkdir(parents=True)
+    try:
+        yield holder / final_path.name
+        replace_path(holder / final_path.name, final_path)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+
+
 def write_atomically(final_path: Path, write: Callable[[Path], BagSummary],
                      summary_extra: Optional[dict] = None) -> BagSummary:
     """Run ``write(temp)`` on a temporary bag path, add the summary, rename to ``final_path``.
@@ -353,15 +372,9 @@ def write_atomically(final_path: Path, write: Callable[[Path], BagSummary],
     (``SUMMARY_FILE`` inside the bag) holds :class:`BagSummary` without the time taken, plus
     ``summary_extra``, so identical runs write identical bags.
     """
-    final_path = Path(final_path)
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_path(final_path)
-    try:
+    with atomic_bag(final_path) as temp:
         summary = write(temp)
         write_summary(temp, summary, summary_extra)
-        replace_path(temp, final_path)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
     return summary
 
 
