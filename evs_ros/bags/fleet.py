@@ -125,6 +125,7 @@ class _FleetRun:
         self.pending: Dict[object, tuple] = {}
         self.frames_total = 0
         self.started = time.monotonic()
+        self.startup_s = 0.0
         self.cluster: dict = {}
 
     # ---- what to do -------------------------------------------------------------------------
@@ -221,6 +222,7 @@ class _FleetRun:
             summary_extra={'config_hash': self.settings_hash, 'settings': self.settings},
             weights=weights, progress=progress)
         self._preflight(ray, tasks)
+        self.startup_s = time.monotonic() - self.started
         for item in self.todo:
             self._submit(ray, tasks, item)
 
@@ -338,7 +340,7 @@ class _FleetRun:
         wall_s = time.monotonic() - self.started
         data = fleet_report.build(
             bags=[key for key, _ in self.bags], current=self.current, labelled=self.labelled,
-            failed=self.failed, wall_s=wall_s, settings=self.settings,
+            failed=self.failed, wall_s=wall_s, startup_s=self.startup_s, settings=self.settings,
             settings_hash=self.settings_hash, cluster=self.cluster,
             reasons={item.job.key: item.reason for item in self.todo}, interrupted=interrupted)
         fleet_report.write(self.out_dir, data)

@@ -272,6 +272,8 @@ class _FrameWriter:
         except ImageConversionError as error:
             print(f'evs bag: skipping frame at {timestamp_ns} ns: {error}', file=sys.stderr)
             return False
+        if not image_bgr.flags.writeable:  # a view of the message: networks may want to own it
+            image_bgr = image_bgr.copy()
         labels, mask, *keyframe = self._process_frame(image_bgr, stamp_to_ns(msg.header.stamp))
         self.keyframes += int(bool(keyframe and keyframe[0]))
         if mask is None:
