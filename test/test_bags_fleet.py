@@ -41,8 +41,13 @@ def cluster(tmp_path_factory):
     os.environ['PYTHONPATH'] = TEST_DIR + os.pathsep + os.environ.get('PYTHONPATH', '')
     os.environ['EVS_TEST_PROBE_DIR'] = str(probe_dir)
     temp_dir = tempfile.mkdtemp(prefix='ray', dir='/tmp')  # short: Ray's socket paths
-    ray.init(address='local', num_cpus=2, include_dashboard=False,
-             object_store_memory=100 * 2**20, _temp_dir=temp_dir, logging_level='WARNING')
+    cwd = os.getcwd()
+    os.chdir(temp_dir)  # workers put the driver's directory on sys.path: not the source tree
+    try:
+        ray.init(address='local', num_cpus=2, include_dashboard=False,
+                 object_store_memory=100 * 2**20, _temp_dir=temp_dir, logging_level='WARNING')
+    finally:
+        os.chdir(cwd)
     yield ray.get_runtime_context().gcs_address, probe_dir
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
@@ -187,7 +192,7 @@ def test_a_rerun_after_a_killed_driver_keeps_finished_chunks(cluster, tmp_path):
     fleet = ['fleet', tmp_path / 'in', out, '--address', address, '--chunk-s', 0.5, *PROBE]
     command = [sys.executable, '-m', 'evs_ros.tools.cli'] + [str(a) for a in fleet]
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True)
+                              text=True, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 90
         while not list(out.glob('.evs-fleet/parts/long/*/chunk-*.json')):

@@ -16,15 +16,18 @@ from evs_ros.config import EvsConfig
 
 
 def label_clip(frames: Sequence[np.ndarray], config: EvsConfig, model, refiner,
-               borders: Sequence[int] = (0,)) -> List[np.ndarray]:
-    """Labels of every frame, a fresh pipeline starting at each border (0 = one pass)."""
+               borders: Sequence[int] = (0,), warmup: int = 0) -> List[np.ndarray]:
+    """Labels of every frame, a fresh pipeline for each chunk (0 = one pass); each chunk's
+    pipeline starts ``warmup`` frames before its border and its labels there are dropped."""
     starts = sorted(set(borders) | {0})
+    ends = starts[1:] + [len(frames)]
     labels = []
-    labeller = None
-    for index, frame in enumerate(frames):
-        if index in starts:
-            labeller = PipelineLabeller(config, model, refiner)
-        labels.append(labeller(frame, index)[0].copy())
+    for start, end in zip(starts, ends):
+        labeller = PipelineLabeller(config, model, refiner)
+        for index in range(max(0, start - warmup), end):
+            result = labeller(frames[index], index)[0]
+            if index >= start:
+                labels.append(result.copy())
     return labels
 
 
@@ -62,14 +65,18 @@ def compare(reference: Sequence[np.ndarray], chunked: Sequence[np.ndarray],
 
 
 def border_study(frames: Sequence[np.ndarray], config: EvsConfig, model, refiner,
-                 chunk_frames: int) -> Dict[str, object]:
-    """The operating point of ``config`` chunked on the keyframe grid, and 1 frame off it."""
+                 chunk_frames: int, warmups: Sequence[int] = ()) -> Dict[str, object]:
+    """The operating point of ``config`` chunked on the keyframe grid, 1 frame off it, and on
+    the grid with each warm-up of ``warmups`` (frames labelled before the border and dropped)."""
     reference = label_clip(frames, config, model, refiner)
     grid = keyframe_grid(config.operating_point)
     result = {'operating_point': config.operating_point.name, 'grid': grid,
               'chunk_frames': chunk_frames}
-    for name, offset in (('on_grid', 0), ('off_grid', 1)):
-        borders = grid_borders(len(frames), chunk_frames, grid, offset)
-        chunked = label_clip(frames, config, model, refiner, borders)
-        result[name] = compare(reference, chunked, [0] + borders)
+    on_grid = grid_borders(len(frames), chunk_frames, grid)
+    off_grid = grid_borders(len(frames), chunk_frames, grid, 1)
+    cases = [('on_grid', on_grid, 0), ('off_grid', off_grid, 0)]
+    cases += [(f'on_grid_warmup_{warmup}', on_grid, warmup) for warmup in warmups]
+    for name, cut, warmup in cases:
+        chunked = label_clip(frames, config, model, refiner, cut, warmup)
+        result[name] = dict(compare(reference, chunked, [0] + cut), warmup=warmup)
     return result

@@ -344,6 +344,10 @@ class _FleetRun:
             settings_hash=self.settings_hash, cluster=self.cluster,
             reasons={item.job.key: item.reason for item in self.todo}, interrupted=interrupted)
         fleet_report.write(self.out_dir, data)
+        if len(data['networks']) > 1:
+            self.log(f"evs fleet: WARNING: the workers loaded different networks "
+                     f"({'; '.join(data['networks'])}): their caches differ; ship one with "
+                     '--weights-dir')
         self.log(fleet_report.summary_line(data))
         return data
 

@@ -122,18 +122,8 @@ def preflight_task(settings: TaskSettings, first_input: str, out_dir: str) -> di
     config = _worker_config(settings)
     start = time.perf_counter()
     labeller = load_labeller(config, cache=True)
-    del labeller
     return {'worker': worker_name(), 'load_s': time.perf_counter() - start,
-            'network': network_name(config)}
-
-
-def network_name(config: EvsConfig) -> str:
-    """The network SPEC this worker resolved (``weights:NAME`` -> the cached checkpoint)."""
-    from evs_ros.models.loading import resolve_backend_spec
-    try:
-        return resolve_backend_spec(config.model.backend)
-    except (ValueError, OSError):
-        return config.model.backend
+            'network': labeller.network}
 
 
 @ray.remote
@@ -150,9 +140,9 @@ def label_bag_task(job: BagJob, settings: TaskSettings) -> dict:
 
     summary = labelling.write_atomically(Path(job.output), write, settings.summary_extra)
     report(summary.frames, final=True)
-    return _entry(job, settings, summary, config, time.perf_counter() - start,
-                  [{'worker': worker_name(), 'frames': summary.frames,
-                    'busy_s': time.perf_counter() - start}])
+    busy_s = time.perf_counter() - start
+    return _entry(job, settings, summary, [labeller.network], busy_s,
+                  [{'worker': worker_name(), 'frames': summary.frames, 'busy_s': busy_s}])
 
 
 @ray.remote
@@ -194,7 +184,7 @@ def chunk_task(job: BagJob, settings: TaskSettings, chunk: Chunk, input_fingerpr
     report(summary.frames, final=True)
     result = {'index': chunk.index, 'first_frame': chunk.first_frame,
               'frames': summary.frames, 'skipped_frames': summary.skipped_frames,
-              'keyframes': summary.keyframes, 'part': str(part), 'network': network_name(config)}
+              'keyframes': summary.keyframes, 'part': str(part), 'network': labeller.network}
     _write_json_atomically(record, result)
     busy_s = time.perf_counter() - start
     return dict(result, reused=False,
@@ -225,8 +215,8 @@ def merge_task(job: BagJob, settings: TaskSettings, plan: Sequence[Chunk],
     summary = labelling.write_atomically(Path(job.output), write, settings.summary_extra)
     workers = [w for result in results for w in result['workers']]
     workers.append({'worker': worker_name(), 'frames': 0, 'busy_s': time.perf_counter() - start})
-    entry = _entry(job, settings, summary, None, sum(w['busy_s'] for w in workers), workers,
-                   network=sorted({result['network'] for result in results}),
+    entry = _entry(job, settings, summary, sorted({result['network'] for result in results}),
+                   sum(w['busy_s'] for w in workers), workers,
                    reused_chunks=sum(1 for result in results if result['reused']))
     _remove_parts(job, settings)
     return entry
@@ -246,8 +236,8 @@ def _remove_parts(job: BagJob, settings: TaskSettings) -> None:
             break
 
 
-def _entry(job: BagJob, settings: TaskSettings, summary, config, busy_s: float, workers,
-           network=None, reused_chunks: int = 0) -> dict:
+def _entry(job: BagJob, settings: TaskSettings, summary, networks: List[str], busy_s: float,
+           workers, reused_chunks: int = 0) -> dict:
     """The manifest entry of a labelled bag (checksums read both bags once more)."""
     return {
         'status': DONE, 'input': job.input, 'output': job.output,
@@ -259,7 +249,8 @@ def _entry(job: BagJob, settings: TaskSettings, summary, config, busy_s: float, 
         'frames': summary.frames, 'skipped_frames': summary.skipped_frames,
         'keyframes': summary.keyframes, 'messages': summary.messages_copied,
         'chunks': len(summary.chunks), 'reused_chunks': reused_chunks,
-        'busy_s': round(busy_s, 3), 'workers': workers,
-        'network': network if network is not None else [network_name(config)],
+        'busy_s': round(busy_s, 3),
+        'workers': [dict(w, busy_s=round(w['busy_s'], 3)) for w in workers],
+        'network': networks,
         'finished': now_utc(),
     }

@@ -26,6 +26,7 @@ class PipelineLabeller:
         from evs_ros.data.labels import Visualizer
         from evs_ros.pipeline.pipeline import EvsPipeline
         self._pipeline = EvsPipeline(config, model, refiner)
+        self.network = network_name(config, model)
         self.colorize: Callable[[np.ndarray], np.ndarray] = \
             Visualizer.for_model(config, model).colorize
 
@@ -52,6 +53,18 @@ def cached_models(model_config: ModelConfig, need_refiner: bool):
 def _load_models(model_config: ModelConfig, need_refiner: bool):
     from evs_ros.models.loading import load_models
     return load_models(model_config, need_refiner)
+
+
+def network_name(config: EvsConfig, model) -> str:
+    """What this process loaded for ``config.model``: the SPEC (``weights:NAME`` resolved to its
+    cached checkpoint), the model's class and its class count, so that workers whose caches
+    differ are told apart."""
+    from evs_ros.models.loading import resolve_backend_spec
+    try:
+        spec = resolve_backend_spec(config.model.backend)
+    except (ValueError, OSError):
+        spec = config.model.backend
+    return f'{spec} ({type(model).__name__}, {getattr(model, "num_classes", "?")} classes)'
 
 
 def apply_threads(config: EvsConfig) -> None:
