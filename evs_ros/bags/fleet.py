@@ -182,12 +182,7 @@ class _FleetRun:
         started = not ray.is_initialized()
         dashboard_url = ''
         if started:
-            kwargs = dict(logging_level='WARNING', configure_logging=True)
-            if self.options.address:
-                context = ray.init(address=self.options.address, **kwargs)
-            else:
-                context = ray.init(address='local', num_cpus=self.options.workers,
-                                   include_dashboard=self.options.dashboard, **kwargs)
+            context = self._init_ray(ray)
             dashboard_url = getattr(context, 'dashboard_url', '') or ''
         resources = ray.cluster_resources()
         nodes = [node for node in ray.nodes() if node.get('Alive')]
@@ -200,6 +195,17 @@ class _FleetRun:
                  f"{self.cluster['cpus']:g} CPU(s), {self.cluster['gpus']:g} GPU(s)"
                  + (f"; dashboard {self.cluster['dashboard']}" if dashboard_url else ''))
         return started
+
+    def _init_ray(self, ray):
+        kwargs = dict(logging_level='WARNING', configure_logging=True)
+        if not self.options.address:
+            return ray.init(address='local', num_cpus=self.options.workers,
+                            include_dashboard=self.options.dashboard, **kwargs)
+        try:
+            return ray.init(address=self.options.address, **kwargs)
+        except Exception as error:  # noqa: B902 - Ray raises several kinds; one line for all
+            raise FleetError(f'cannot join the Ray cluster at {self.options.address}: '
+                             f'{one_line(error)}{_auth_hint(error)}') from None
 
     def _task_options(self, gpus: bool = True) -> dict:
         return dict(num_cpus=self.options.cpus_per_task,
@@ -361,6 +367,17 @@ def error_line(error: BaseException) -> str:
     if name in ('WorkerCrashedError', 'NodeDiedError', 'OutOfMemoryError'):
         return f'{name}: its worker died on every try (killed, out of memory or lost node)'
     return f'{name}: {one_line(error)}'
+
+
+def _auth_hint(error: BaseException) -> str:
+    """A hint when Ray refused the connection for its token authentication."""
+    seen = 0
+    while error is not None and seen < 8:
+        if 'auth' in f'{type(error).__name__} {error}'.lower():
+            return (' (the cluster uses token authentication: set RAY_AUTH_MODE=token and give '
+                    'this machine its token, ~/.ray/auth_token or RAY_AUTH_TOKEN)')
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return ''
 
 
 def format_duration(seconds: float) -> str:
