@@ -17,6 +17,7 @@ import pytest
 
 from bag_helpers import moving_frame, raw_messages, write_input_bag
 from conftest import TEST_DIR
+from real_data import real_path, requires_real
 from evs_ros.bags.labelling import SUMMARY_FILE, TEMP_MARK
 from evs_ros.bags.manifest import checksum
 from evs_ros.tools import cli
@@ -236,3 +237,21 @@ def test_refusals_are_one_line(tmp_path, capsys):
     assert '--workers sizes a local Ray instance' in capsys.readouterr().err
     assert evs('fleet', tmp_path / 'none', tmp_path / 'out') == 2
     assert 'neither a directory of bags nor a list file' in capsys.readouterr().err
+
+
+@requires_real
+def test_auto_resolves_once_to_the_real_network_of_the_shipped_weights_dir(cluster, tmp_path):
+    """model.backend auto (the default) is resolved in the driver against --weights-dir: every
+    worker loads the real ESPNetv2 from the shipped folder although its own caches are empty."""
+    address, _ = cluster
+    write_input_bag(tmp_path / 'in' / 'a', frames=4, frame=moving_frame)
+    cached = tmp_path / 'weights' / 'evs_ros' / 'espnetv2-s2-cityscapes'
+    cached.mkdir(parents=True)
+    shutil.copy(real_path('weights', 'espnetv2_s_2.0_city_1024x512.pth'), cached)
+    assert evs('fleet', tmp_path / 'in', tmp_path / 'out', '--address', address, '--device',
+               'cpu', '--weights-dir', tmp_path / 'weights') == 0
+    report = read_json(tmp_path / 'out' / 'fleet_report.json')
+    assert report['settings']['model']['backend'] == 'weights:espnetv2-s2-cityscapes'
+    assert len(report['networks']) == 1 and 'espnetv2' in report['networks'][0].lower()
+    summary = read_json(tmp_path / 'out' / 'a' / SUMMARY_FILE)
+    assert summary['settings']['model']['backend'] == 'weights:espnetv2-s2-cityscapes'

@@ -17,6 +17,7 @@ from evs_ros.bags.fleet import error_line, format_duration, remove_leftovers
 from evs_ros.bags.labelling import temp_path, write_atomically
 from evs_ros.bags.manifest import (
     DONE, FAILED, Manifest, checksum, config_hash, fingerprint, label_settings)
+from evs_ros.bags.network import fix_backend
 from evs_ros.bags.weights_dir import absolute_paths, materialize, pack, use_weights_dir
 from evs_ros.config import EvsConfig, ModelConfig, operating_point
 from evs_ros.models.backends import DEFAULT_ICNET
@@ -235,3 +236,18 @@ def test_report_counts_and_per_worker_rates(tmp_path):
     text = (tmp_path / 'fleet_report.md').read_text()
     assert '- `c`: BagError: broken' in text and '| h/2 | 10 |' in text
     assert json.loads((tmp_path / 'fleet_report.json').read_text())['reused_chunks'] == 1
+
+
+def test_auto_is_resolved_once_against_the_caches_or_a_weights_folder(tmp_path):
+    config = EvsConfig()
+    assert config.model.backend == 'auto'
+    assert fix_backend(config).model.backend == 'icnet:default'  # empty test caches
+    cached = tmp_path / 'evs_ros' / 'espnetv2-s2-cityscapes'
+    cached.mkdir(parents=True)
+    (cached / 'espnetv2_s_2.0_city_1024x512.pth').write_bytes(b'')
+    before = dict(os.environ)
+    fixed = fix_backend(config, str(tmp_path))
+    assert fixed.model.backend == 'weights:espnetv2-s2-cityscapes'
+    assert dict(os.environ) == before  # the driver's own caches are left as they were
+    explicit = replace(config, model=replace(config.model, backend='icnet:default'))
+    assert fix_backend(explicit, str(tmp_path)) is explicit

@@ -26,6 +26,7 @@ from evs_ros.bags.discovery import find_bags
 from evs_ros.bags.labelling import TEMP_MARK
 from evs_ros.bags.manifest import (
     FAILED, STATE_DIR, Manifest, checksum, config_hash, fingerprint, label_settings, now_utc)
+from evs_ros.bags.network import fix_backend
 from evs_ros.bags.weights_dir import OFFLINE_ENV, absolute_paths, pack
 from evs_ros.config import EvsConfig
 from evs_ros.data.rosbag_io import BagError, bag_info
@@ -109,6 +110,7 @@ class _FleetRun:
 
     def __init__(self, bags, out_dir: Path, config: EvsConfig, options: FleetOptions, log: Log):
         self.out_dir, self.options, self.log = out_dir, options, log
+        config = fix_backend(config, options.weights_dir)
         self.config = replace(config, model=absolute_paths(config.model))
         self.weights_sha256 = checksum(Path(options.weights_dir)) if options.weights_dir else ''
         self.settings = label_settings(self.config, options.image_topic, options.storage,

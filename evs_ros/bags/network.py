@@ -5,8 +5,10 @@ the worker process (:func:`cached_models`) and give every chunk a fresh pipeline
 chunk's first frame is a keyframe.
 """
 
+import os
 import sys
-from typing import Callable, Dict, Tuple
+from dataclasses import replace
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -56,15 +58,35 @@ def _load_models(model_config: ModelConfig, need_refiner: bool):
 
 
 def network_name(config: EvsConfig, model) -> str:
-    """What this process loaded for ``config.model``: the SPEC (``weights:NAME`` resolved to its
-    cached checkpoint), the model's class and its class count, so that workers whose caches
-    differ are told apart."""
-    from evs_ros.models.loading import resolve_backend_spec
-    try:
-        spec = resolve_backend_spec(config.model.backend)
-    except (ValueError, OSError):
-        spec = config.model.backend
+    """What this process loaded for ``config.model``: the SPEC that ran (``auto`` resolved), the
+    model's class and its class count, so that workers whose caches differ are told apart."""
+    spec = getattr(model, 'backend_spec', None) or config.model.backend
     return f'{spec} ({type(model).__name__}, {getattr(model, "num_classes", "?")} classes)'
+
+
+def fix_backend(config: EvsConfig, cache_root: Optional[str] = None) -> EvsConfig:
+    """``model.backend: auto`` replaced by the network it picks here (from the caches, or from
+    the caches under ``cache_root``, a shipped weights folder), so that every process of a run,
+    and the settings hash, name the same network; other SPECs unchanged."""
+    from evs_ros.models.loading import AUTO, auto_backend
+    if config.model.backend != AUTO:
+        return config
+    names = ('XDG_CACHE_HOME', 'HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE')
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        if cache_root:
+            for name in names:
+                os.environ.pop(name, None)
+            os.environ['XDG_CACHE_HOME'] = str(cache_root)
+            os.environ['HF_HOME'] = os.path.join(str(cache_root), 'huggingface')
+        chosen = auto_backend()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return replace(config, model=replace(config.model, backend=chosen))
 
 
 def apply_threads(config: EvsConfig) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from evs_ros.bags.labelling import process_bag, write_atomically
 from evs_ros.bags.manifest import config_hash, label_settings
-from evs_ros.bags.network import apply_threads, load_labeller
+from evs_ros.bags.network import apply_threads, fix_backend, load_labeller
 from evs_ros.data import rosbag_io
 from evs_ros.data.rosbag_io import BagError
 from evs_ros.tools import common
@@ -31,7 +31,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """Process the bag; print a one-line summary."""
     try:
-        config = common.build_config(args)
+        config = fix_backend(common.build_config(args))
         if args.output.exists():
             raise BagError(f'output bag {args.output} already exists; remove it or choose '
                            'another path')
