@@ -13,7 +13,8 @@ import pytest
 from bag_helpers import write_input_bag
 from evs_ros.bags import report as fleet_report
 from evs_ros.bags.discovery import find_bags
-from evs_ros.bags.fleet import error_line, format_duration, remove_leftovers
+from evs_ros.bags.fleet import (
+    FleetError, FleetOptions, OutLock, error_line, format_duration, remove_leftovers, run_fleet)
 from evs_ros.bags.labelling import temp_path, write_atomically
 from evs_ros.bags.manifest import (
     DONE, FAILED, Manifest, checksum, config_hash, fingerprint, label_settings)
@@ -251,3 +252,11 @@ def test_auto_is_resolved_once_against_the_caches_or_a_weights_folder(tmp_path):
     assert dict(os.environ) == before  # the driver's own caches are left as they were
     explicit = replace(config, model=replace(config.model, backend='icnet:default'))
     assert fix_backend(explicit, str(tmp_path)) is explicit
+
+
+def test_a_second_fleet_on_the_same_out_is_refused(tmp_path):
+    write_input_bag(tmp_path / 'in' / 'a', frames=1)
+    with OutLock(tmp_path / 'out'):
+        with pytest.raises(FleetError, match='another evs fleet is writing'):
+            run_fleet(tmp_path / 'in', tmp_path / 'out', EvsConfig(), FleetOptions(),
+                      lambda line: None)

@@ -12,6 +12,7 @@ IN and OUT must be at the same path on every node (a shared file system); each w
 bag from IN and writes its output under OUT itself, so no image passes through the driver.
 """
 
+import errno
 import fcntl
 import os
 import shutil
@@ -88,7 +89,7 @@ def run_fleet(source: Path, out_dir: Path, config: EvsConfig, options: FleetOpti
     out_dir = Path(out_dir).absolute()
     bags = find_bags(Path(source), exclude=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _lock(out_dir):
+    with OutLock(out_dir):
         removed = remove_leftovers(out_dir)
         run = _FleetRun(bags, out_dir, config, options, log)
         if removed:
@@ -129,6 +130,7 @@ class _FleetRun:
         self.started = time.monotonic()
         self.startup_s = 0.0
         self.cluster: dict = {}
+        self.progress = None
 
     # ---- what to do -------------------------------------------------------------------------
 
@@ -175,6 +177,8 @@ class _FleetRun:
             self._finish(interrupted=True)
             raise
         finally:
+            if self.progress is not None:
+                ray.kill(self.progress)
             if started_ray:
                 ray.shutdown()
         return self._finish(interrupted=False)
@@ -405,7 +409,7 @@ def remove_leftovers(out_dir: Path) -> int:
     return removed
 
 
-class _lock:
+class OutLock:
     """An exclusive lock on OUT for the run (a second ``evs fleet`` on OUT is refused)."""
 
     def __init__(self, out_dir: Path):
@@ -416,12 +420,15 @@ class _lock:
         self._file = open(self._path, 'a+')
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                return self  # a file system without locks: run unguarded
             self._file.close()
             raise FleetError(f'another evs fleet is writing {self._path.parent.parent}; wait '
                              'for it or choose another OUT') from None
         return self
 
     def __exit__(self, *exc_info):
-        fcntl.flock(self._file, fcntl.LOCK_UN)
-        self._file.close()
+        if not self._file.closed:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
