@@ -18,7 +18,8 @@ start=$(date +%s)
 step() { printf '\n== %s (%s s)\n' "$*" "$(( $(date +%s) - start ))"; }
 
 step "set-up"
-bash scripts/setup.sh > "$out/setup.log" 2>&1 || { tail -30 "$out/setup.log"; exit 1; }
+# Ray (evs fleet) cannot be installed on the GPU machine; nothing below needs it.
+EVS_FLEET=0 bash scripts/setup.sh > "$out/setup.log" 2>&1 || { tail -30 "$out/setup.log"; exit 1; }
 # shellcheck disable=SC1091
 source scripts/env.sh
 python - <<'EOF'
