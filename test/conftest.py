@@ -13,23 +13,27 @@ if TEST_DIR not in sys.path:  # fake models etc. for `python:` backends
 
 
 def pytest_collection_modifyitems(items):
-    """Mark every test that needs a ROS graph (it uses ``ros_env``) with ``ros``; ``make
-    test-fast`` deselects them and the ``slow`` ones."""
+    """Mark every test that needs a ROS graph (it uses ``ros_env``) with ``ros``.
+
+    ``make test-fast`` deselects them and the ``slow`` ones.
+    """
     for item in items:
         if 'ros_env' in getattr(item, 'fixturenames', ()):
             item.add_marker(pytest.mark.ros)
 
 
 def pick_domain_id(salt: int = 0) -> int:
-    """A ROS_DOMAIN_ID unlikely to collide with concurrent runs (1..100, avoid 0)."""
+    """Return a ROS_DOMAIN_ID unlikely to collide with concurrent runs (1..100, avoid 0)."""
     return 1 + (os.getpid() * 7 + salt * 13) % 100
 
 
 @pytest.fixture(autouse=True, scope='session')
 def hermetic_caches(tmp_path_factory):
-    """Empty weights and engine caches for the whole run: what the developer fetched with
-    ``evs weights get`` never changes a test (``model.backend: auto`` looks there); tests that
-    need a cache fill their own (``local_http.isolate_caches``)."""
+    """Empty weights and engine caches for the whole run.
+
+    What the developer fetched with ``evs weights get`` never changes a test (``model.backend:
+    auto`` looks there); tests that need a cache fill their own (``local_http.isolate_caches``).
+    """
     root = tmp_path_factory.mktemp('caches')
     saved = {name: os.environ.get(name) for name in ('XDG_CACHE_HOME', 'HF_HOME')}
     os.environ['XDG_CACHE_HOME'] = str(root / 'xdg')
@@ -64,7 +68,7 @@ def ros_env(monkeypatch, request):
 
 @pytest.fixture
 def textured_frames():
-    """A list of 12 BGR uint8 frames (96x160) of a smooth random texture moving right by 2 px."""
+    """Return 12 BGR uint8 frames (96x160) of a smooth random texture moving right by 2 px."""
     rng = np.random.default_rng(0)
     import cv2
     base = cv2.GaussianBlur(rng.integers(0, 255, (96, 240, 3), dtype=np.uint8), (0, 0), 2.0)
@@ -73,8 +77,11 @@ def textured_frames():
 
 @pytest.fixture
 def harness(ros_env, tmp_path):
-    """``start(overrides=None, **kwargs) -> NodeHarness``: the installed node + players; every
-    started node must still be alive at the end and exit cleanly (its log is shown otherwise)."""
+    """``start(overrides=None, **kwargs) -> NodeHarness``: the installed node + players.
+
+    Every started node must still be alive at the end and exit cleanly (its log is shown
+    otherwise).
+    """
     from node_harness import NodeHarness
     started = []
 

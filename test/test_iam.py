@@ -157,9 +157,12 @@ def test_blend_probs_resizes_the_mask():
 
 
 def test_labels_from_the_keyframe_keep_sub_cell_motion_that_frame_to_frame_warps_round_away():
-    """A half-cell shift per frame at the probability resolution: warped frame to frame with
-    nearest sampling, the boundary moves a whole cell per frame or not at all; warped once from
-    the keyframe through the composed flow it lands where the motion put it."""
+    """A half-cell shift per frame at the probability resolution.
+
+    Warped frame to frame with nearest sampling, the boundary moves a whole cell per frame or not
+    at all; warped once from the keyframe through the composed flow it lands where the motion put
+    it.
+    """
     from evs_ros.config import IamConfig
     from evs_ros.flow import FlowField
     from evs_ros.models.base import Prediction

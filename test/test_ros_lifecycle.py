@@ -1,5 +1,8 @@
-"""Integration: the installed evs_lifecycle_node over real DDS, driven through the standard
-lifecycle services with transition ids, as a Nav2-style lifecycle manager drives it."""
+"""Integration.
+
+The installed evs_lifecycle_node over real DDS, driven through the standard lifecycle services with
+transition ids, as a Nav2-style lifecycle manager drives it.
+"""
 
 import os
 import time

@@ -1,6 +1,8 @@
-"""Robustness of the installed evs_node over real DDS: bad inputs, resolution changes, stamps
-that go backwards, and bursts faster than the node. The node must log a clear reason, count what
-it rejected or dropped in ``status``, never exit, and keep producing outputs for good frames.
+"""Robustness of the installed evs_node over real DDS.
+
+Bad inputs, resolution changes, stamps that go backwards, and bursts faster than the node. The node
+must log a clear reason, count what it rejected or dropped in ``status``, never exit, and keep
+producing outputs for good frames.
 """
 
 import numpy as np

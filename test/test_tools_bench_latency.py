@@ -1,5 +1,8 @@
-"""``evs bench latency`` end to end with the fake backend on tiny frames (numbers not checked:
-benchmarks are commands; this checks that the command runs and reports every field)."""
+"""``evs bench latency`` end to end with the fake backend on tiny frames.
+
+Numbers are not checked (benchmarks are commands): this checks that the command runs and reports
+every field.
+"""
 
 import argparse
 import json

@@ -1,5 +1,7 @@
-"""`evs bench cameras` and `evs bench flow-scale` end to end at tiny sizes (the reports' shape
-and their logic, never their timings: benchmarks are commands)."""
+"""`evs bench cameras` and `evs bench flow-scale` end to end at tiny sizes.
+
+The reports' shape and their logic, never their timings: benchmarks are commands.
+"""
 
 import json
 
@@ -26,8 +28,10 @@ def test_cameras_command_reports_capacity_and_every_camera(tmp_path):
 
 
 class StallingModel:
-    """Takes longer per keyframe than a camera period: a second camera cannot be served when
-    every frame must wait (``wait_for_keyframes``)."""
+    """Takes longer per keyframe than a camera period.
+
+    A second camera cannot be served when every frame must wait (``wait_for_keyframes``).
+    """
 
     num_classes = 4
 

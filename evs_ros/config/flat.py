@@ -44,8 +44,10 @@ def config_from_flat(values: Mapping[str, Any], base: EvsConfig = None) -> EvsCo
 
 
 def _coerce(name: str, default: Any, value: Any) -> Any:
-    """Convert YAML/CLI values to the type of ``default`` (1 -> 1.0 for floats, 'on' -> True);
-    ValueError naming the setting otherwise."""
+    """Convert YAML/CLI values to the type of ``default`` (1 -> 1.0 for floats, 'on' -> True).
+
+    ValueError naming the setting otherwise.
+    """
     kind = type(default)
     try:
         if kind is bool:

@@ -259,8 +259,10 @@ class EvsConfig:
 
 
 def effective_flow(config: 'EvsConfig', op: Optional[OperatingPoint] = None) -> FlowConfig:
-    """The flow settings in force at ``op`` (default: the config's operating point): its own
-    ``flow_scale`` when set, else ``flow.scale``."""
+    """Return the flow settings in force at ``op`` (default: the config's operating point).
+
+    Its own ``flow_scale`` when set, else ``flow.scale``.
+    """
     op = op or config.operating_point
     return replace(config.flow, scale=op.flow_scale) if op.flow_scale else config.flow
 

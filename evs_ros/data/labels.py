@@ -1,5 +1,7 @@
-"""Cityscapes label definitions (the 19 train classes, palette, trainId <-> labelId tables) and
-the colours people see: palettes, colourised labels and overlays (rviz topics, videos, sheets).
+"""Cityscapes label definitions and the colours people see.
+
+The 19 train classes, palette, trainId <-> labelId tables; palettes, colourised labels and overlays
+(rviz topics, videos, sheets).
 
 The tables copy the official ``cityscapesscripts.helpers.labels`` definition (the paper
 evaluates on Cityscapes' 19 classes, §4.1) so that runtime code does not need that package.
@@ -171,8 +173,11 @@ class Visualizer:
 
     @classmethod
     def for_model(cls, config, model) -> 'Visualizer':
-        """For what ``model`` publishes: ``model.palette_file`` if set, else colours for the
-        model's class names (Cityscapes colours for Cityscapes classes, generated otherwise)."""
+        """For what ``model`` publishes.
+
+        ``model.palette_file`` if set, else colours for the model's class names (Cityscapes colours
+        for Cityscapes classes, generated otherwise).
+        """
         if config.model.palette_file:
             return cls.from_config(config)
         from evs_ros.data.classes import class_palette, default_class_names

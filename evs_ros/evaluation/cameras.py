@@ -44,7 +44,7 @@ class CameraClip:
     labels: List[np.ndarray]
 
     def index(self, count: int) -> int:
-        """The frame shown at step ``count``: 0, 1, ..., n-1, n-2, ..., 1, 0, 1, ..."""
+        """Return the frame shown at step ``count``: 0, 1, ..., n-1, n-2, ..., 1, 0, 1, ..."""
         period = max(1, 2 * len(self.frames) - 2)
         position = count % period
         return position if position < len(self.frames) else period - position

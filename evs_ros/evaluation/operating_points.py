@@ -59,7 +59,7 @@ class OperatingPointRun:
         return self.frames / self.wall_s if self.wall_s > 0 else math.nan
 
     def summary(self, baseline_hz: float, class_names: Sequence[str]) -> Dict[str, object]:
-        """The JSON entry of this operating point (``evs bench`` schema)."""
+        """Return the JSON entry of this operating point (``evs bench`` schema)."""
         op, metrics = self.op, self.confusion.as_dict(class_names)
         fractions = [v for v in self.annotated_fractions if math.isfinite(v)]
         return {

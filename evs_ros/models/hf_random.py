@@ -70,8 +70,11 @@ def random_segformer(variant: str, seed: int = 0):
 
 
 def save_random_segformer(variant: str, directory: str, seed: int = 0) -> str:
-    """Write a random SegFormer of ``variant`` in the ``save_pretrained`` layout (config.json,
-    model.safetensors, preprocessor_config.json), loadable as ``hf:DIRECTORY``; returns it."""
+    """Write a random SegFormer of ``variant`` in the ``save_pretrained`` layout; return it.
+
+    The layout (config.json, model.safetensors, preprocessor_config.json) loads as
+    ``hf:DIRECTORY``.
+    """
     network = random_segformer(variant, seed)
     network.save_pretrained(directory)
     with open(os.path.join(directory, 'preprocessor_config.json'), 'w',
@@ -85,7 +88,7 @@ def save_random_segformer(variant: str, directory: str, seed: int = 0) -> str:
 
 
 def has_random_weights(spec: str) -> bool:
-    """True when ``spec`` is ``hf:DIR`` of a directory written by :func:`save_random_segformer`."""
+    """Tell whether ``spec`` is ``hf:DIR`` of a folder written by :func:`save_random_segformer`."""
     if not spec.startswith('hf:'):
         return False
     return os.path.isfile(os.path.join(os.path.expanduser(spec[len('hf:'):]),

@@ -73,8 +73,10 @@ def chain_size(camera_hw: Tuple[int, int]) -> Tuple[int, int]:
 
 
 def extend_all(pendings, flow_cur_to_prev: Optional[FlowField], timings: dict) -> None:
-    """Extend every pending keyframe by one frame (``flow_cur_to_prev`` a FlowField or None);
-    composition time goes to ``warp_ms``."""
+    """Extend every pending keyframe by one frame (``flow_cur_to_prev`` a FlowField or None).
+
+    Composition time goes to ``warp_ms``.
+    """
     start = time.perf_counter()
     flow_chain = None
     if pendings and flow_cur_to_prev is not None:

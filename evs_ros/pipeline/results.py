@@ -76,8 +76,11 @@ class FrameResult:
 
     @property
     def mask(self) -> np.ndarray:
-        """uint8 (H, W) IAM inconsistency at camera resolution, 0..255 (255 = fully
-        inconsistent; zeros when not computed). Made on first use: most consumers never ask."""
+        """IAM inconsistency at camera resolution: uint8 (H, W), 0..255.
+
+        255 = fully inconsistent; zeros when not computed. Made on first use: most consumers never
+        ask.
+        """
         cached = self.__dict__.get('_mask')
         if cached is None:
             cached = self.__dict__['_mask'] = mask_to_camera(self.mask_low, self.labels.shape)

@@ -91,8 +91,9 @@ def state_from_prediction(prediction: Prediction, camera_hw: Tuple[int, int]) ->
 
 def consecutive_flows(estimator, gray_cur: np.ndarray, gray_prev: np.ndarray,
                       iam_config: IamConfig, timings: Optional[dict] = None):
-    """DIS between two consecutive frames: (flow_cur_to_prev, flow_prev_to_cur or None) as
-    :class:`~evs_ros.flow.field.FlowField` objects.
+    """DIS between two consecutive frames.
+
+    (flow_cur_to_prev, flow_prev_to_cur or None) as :class:`~evs_ros.flow.field.FlowField` objects.
 
     The backward flow is computed only for ``iam.backward_flow == 'dis'`` (exact IAM, about
     twice the flow cost); ``flow_ms`` in ``timings`` covers both. Estimators with only ``calc``
@@ -169,8 +170,10 @@ MAX_PROBS_STEPS = 8
 
 
 def _bounded(steps: Tuple[np.ndarray, ...]) -> Tuple[np.ndarray, ...]:
-    """Compose the step flows into one once there are more than :data:`MAX_PROBS_STEPS` (the same
-    left fold :func:`aligned_probs` does, so the result is the same)."""
+    """Compose the step flows into one once there are more than :data:`MAX_PROBS_STEPS`.
+
+    The same left fold :func:`aligned_probs` does, so the result is the same.
+    """
     return steps if len(steps) <= MAX_PROBS_STEPS else (_fold(steps),)
 
 
@@ -222,8 +225,10 @@ def aligned_probs(state: PropagationState, timings: Optional[dict] = None) -> np
 
 
 def current_probs(state: PropagationState) -> Optional[np.ndarray]:
-    """The probabilities if they are aligned with the current frame without extra work, else
-    None (propagated frames without refinement; :func:`aligned_probs` computes them)."""
+    """Return the probabilities if aligned with the current frame without extra work.
+
+    None otherwise (propagated frames without refinement; :func:`aligned_probs` computes them).
+    """
     return None if state.probs_steps else state.probs
 
 

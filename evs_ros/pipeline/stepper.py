@@ -63,10 +63,12 @@ def downscale_image(image_bgr: np.ndarray, downscale: float) -> np.ndarray:
 
 
 class KeyframeWork:
-    """The network on one keyframe, run by the inference worker: :meth:`network_input` is the
-    frame downscaled by D (computed there, off the flow worker); :meth:`finish` turns the
-    prediction into the keyframe's state. The worker may run several keyframes of one
-    ``input_hw`` in one batch (``predict_batch``) and call ``finish`` on each."""
+    """The network on one keyframe, run by the inference worker.
+
+    :meth:`network_input` is the frame downscaled by D (computed there, off the flow worker);
+    :meth:`finish` turns the prediction into the keyframe's state. The worker may run several
+    keyframes of one ``input_hw`` in one batch (``predict_batch``) and call ``finish`` on each.
+    """
 
     def __init__(self, model, frame_bgr: np.ndarray, downscale: float):
         self.model, self.frame_bgr, self.downscale = model, frame_bgr, downscale
@@ -82,7 +84,7 @@ class KeyframeWork:
         return self.finish(self.model.predict(self.network_input()))
 
     def finish(self, prediction):
-        """The keyframe's state at camera resolution from the network's prediction."""
+        """Return the keyframe's state at camera resolution from the network's prediction."""
         return state_from_prediction(prediction, self.frame_bgr.shape[:2])
 
 
@@ -138,12 +140,14 @@ class FrameStepper:
         self._scheduler.set_operating_point(config.operating_point)
 
     def announce_operating_point(self, op: OperatingPoint) -> None:
-        """Make ``op`` decide the next keyframe (safe from another thread; the rest of a new
-        config follows through :meth:`set_config` in the stepping thread)."""
+        """Make ``op`` decide the next keyframe (safe from another thread).
+
+        The rest of a new config follows through :meth:`set_config` in the stepping thread.
+        """
         self._scheduler.set_operating_point(op)
 
     def flow_config(self):
-        """The flow settings of the next frame (the operating point's own scale if it has one)."""
+        """Return the flow settings of the next frame (the operating point's own scale if any)."""
         return effective_flow(self._config, self._scheduler.operating_point)
 
     def reset(self) -> None:
@@ -206,8 +210,10 @@ class FrameStepper:
         return PendingKeyframe(request, seq)
 
     def _next_flow(self, image_bgr, op, seq, request, timings, prefetched):
-        """FlowField current -> previous frame, or None (W off, no previous gray, or not
-        needed)."""
+        """Return the FlowField current -> previous frame, or None (W off, no previous gray).
+
+        None too when the frame needs no flow.
+        """
         gray_cur = to_gray(image_bgr) if op.warp else None
         gray_prev, self._gray_prev = self._gray_prev, gray_cur
         self._flow_backward = None
@@ -223,8 +229,11 @@ class FrameStepper:
         return flow
 
     def _flow_needed(self, seq: int, request: Optional[PendingKeyframe]) -> bool:
-        """False only when this frame's own keyframe result is already there and nothing else
-        is in flight (always the case with an inline inference): it replaces the state."""
+        """Tell whether the keyframe result is merged into the state (else it replaces it).
+
+        False only when this frame's own keyframe result is already there and nothing else is in
+        flight (always the case with an inline inference): it replaces the state.
+        """
         pendings = self._pending + ([request] if request is not None else [])
         if any(not pending.request.done for pending in pendings):
             return True
@@ -281,8 +290,11 @@ class FrameStepper:
         return self._catch_up(seq, timings)
 
     def _wait_pending(self, timings) -> None:
-        """``runtime.wait_for_keyframes``: let the keyframes in flight finish first, so every
-        scheduled keyframe runs (none superseded); the wait is ``FrameInfo.wait_ms``."""
+        """``runtime.wait_for_keyframes``.
+
+        Let the keyframes in flight finish first, so every scheduled keyframe runs (none
+        superseded); the wait is ``FrameInfo.wait_ms``.
+        """
         start = time.perf_counter()
         for pending in list(self._pending):
             if not self._wait(pending.request):

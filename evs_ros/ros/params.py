@@ -34,7 +34,7 @@ OP_FIELDS = ('downscale', 'keyframe_interval', 'warp', 'refine', 'adaptive',
 
 
 def descriptor(name: str, value) -> ParameterDescriptor:
-    """The descriptor of setting ``name`` (default ``value``): help, allowed values, range."""
+    """Return the descriptor of setting ``name`` (default ``value``): help, values, range."""
     info = PARAMETER_INFO[name]
     descriptor = ParameterDescriptor(name=name, description=info.help)
     if info.range is not None and isinstance(value, float):
@@ -78,8 +78,11 @@ def declare_parameters(node) -> EvsConfig:
 
 
 def declare(node, name: str, default, descriptor_: ParameterDescriptor):
-    """Declare one parameter and return its value. An override of the wrong type that converts
-    cleanly (``1`` for a float) is converted; anything else raises one ValueError line."""
+    """Declare one parameter and return its value.
+
+    An override of the wrong type that converts cleanly (``1`` for a float) is converted; anything
+    else raises one ValueError line.
+    """
     try:
         return node.declare_parameter(name, default, descriptor_).value
     except (InvalidParameterTypeException, InvalidParameterValueException) as error:
@@ -91,7 +94,7 @@ def declare(node, name: str, default, descriptor_: ParameterDescriptor):
 
 
 def _override(node, name: str, error: Exception):
-    """The value the command line or params file gave for ``name`` (rclpy keeps it private)."""
+    """Return the value the command line or params file gave for ``name``."""
     overrides = getattr(node, '_parameter_overrides', {})
     if name not in overrides:
         raise ValueError(f'{name}: {error}') from None
@@ -119,7 +122,7 @@ def _name_operating_point(config: EvsConfig, preset_name: str) -> EvsConfig:
 
 
 def camera_names(node) -> List[str]:
-    """The camera namespaces, validated (unique, no leading slash needed)."""
+    """Return the camera namespaces, validated (unique, no leading slash needed)."""
     return check_camera_names(node.get_parameter(CAMERAS).value)
 
 
@@ -166,7 +169,7 @@ def apply_changes(current: EvsConfig, changes: Iterable[Parameter]
 
 
 def result(error: Exception = None) -> SetParametersResult:
-    """A set-parameters answer: successful, or rejected with the error's message."""
+    """Return a set-parameters answer: successful, or rejected with the error's message."""
     if error is None:
         return SetParametersResult(successful=True)
     return SetParametersResult(successful=False, reason=str(error))

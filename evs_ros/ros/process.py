@@ -26,8 +26,11 @@ SPIN_PERIOD_S = 0.1
 
 @contextmanager
 def ros_process(args: Optional[list] = None) -> Iterator[threading.Event]:
-    """``rclpy.init`` with our signal handling; yields the stop event (already set when a
-    signal came during start-up: see :mod:`evs_ros.ros.stop`); always shuts down."""
+    """``rclpy.init`` with our signal handling.
+
+    Yields the stop event (already set when a signal came during start-up: see
+    :mod:`evs_ros.ros.stop`); always shuts down.
+    """
     from rclpy.signals import SignalHandlerOptions
     stop_flag.install()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -39,7 +42,7 @@ def ros_process(args: Optional[list] = None) -> Iterator[threading.Event]:
 
 
 def make_executor(multi_threaded: bool = False, threads: Optional[int] = None):
-    """A single-threaded executor, or a multi-threaded one (``threads`` default: cores)."""
+    """Return a single-threaded executor, or a multi-threaded one (``threads`` default: cores)."""
     if multi_threaded:
         return MultiThreadedExecutor(num_threads=threads)
     return SingleThreadedExecutor()

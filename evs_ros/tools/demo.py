@@ -63,7 +63,7 @@ def percentiles(values) -> Dict[str, float]:
 
 
 def clip_summary(record, gt_labels: List[np.ndarray]) -> dict:
-    """Counts, rates, latency and (with ground truth) mIoU of one played clip."""
+    """Summarise one played clip: counts, rates, latency and (with ground truth) mIoU."""
     outputs = [record.outputs.get(s, {}) for s in record.stamps_ns]
     statuses = [o['status'] for o in outputs if 'status' in o]
     received = sum('labels' in o for o in outputs)
@@ -239,7 +239,7 @@ def _play_clips(args, spec: str, names: Sequence[str], clips, bar):
 
 
 def _finite(value):
-    """NaN -> None, recursively (JSON has no NaN)."""
+    """Replace NaN by None, recursively (JSON has no NaN)."""
     if isinstance(value, dict):
         return {key: _finite(item) for key, item in value.items()}
     if isinstance(value, float) and math.isnan(value):

@@ -57,7 +57,7 @@ def _stage_percentiles(infos) -> Dict[str, Dict[str, float]]:
 
 
 def summarize(infos: List, wall_s: float, extra: Dict[str, object]) -> Dict[str, object]:
-    """The ``summary.json`` dict from the frames' :class:`FrameInfo` and pipeline wall time."""
+    """Return ``summary.json``'s dict from the frames' :class:`FrameInfo` and the wall time."""
     keyframes = [index for index, info in enumerate(infos) if info.keyframe]
     fractions = [info.inconsistent_fraction for info in infos]
     return {
@@ -129,5 +129,5 @@ def run(args: argparse.Namespace) -> int:
         return common.fail('run', error)
     common.write_json(os.path.join(args.out, 'summary.json'), summary)
     print(f"{summary['frames']} frames, {summary['keyframes']} keyframes, {summary['hz']} Hz "
-          f"(pipeline only); wrote {args.out}")
+          f'(pipeline only); wrote {args.out}')
     return 0

@@ -113,8 +113,11 @@ class RefinerPairs(Dataset):
         return cv2.resize(read_image(path), self.size_hw[::-1], interpolation=cv2.INTER_LINEAR)
 
     def _propagate(self, frames: List[np.ndarray]):
-        """Keyframe prediction on ``frames[0]`` propagated to ``frames[-1]`` as the pipeline does
-        with R off: returns (probs_warped, features_warped, IAM mask of the last step)."""
+        """Propagate the keyframe prediction on ``frames[0]`` to ``frames[-1]``.
+
+        As the pipeline does with R off: returns (probs_warped, features_warped, IAM mask of the
+        last step).
+        """
         state = state_from_prediction(self.teacher.predict(frames[0]), frames[0].shape[:2])
         grays = [to_gray(frame) for frame in frames]
         iam = None
