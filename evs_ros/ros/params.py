@@ -25,6 +25,7 @@ from evs_ros.config import (
     PARAMETER_INFO, PRESET_NAMES, RESTART_REQUIRED, EvsConfig, allowed_text, config_from_flat,
     operating_point, to_flat,
 )
+from evs_ros.ros import compat
 
 PRESET = 'operating_point.preset'
 CAMERAS = 'cameras'
@@ -95,10 +96,10 @@ def declare(node, name: str, default, descriptor_: ParameterDescriptor):
 
 def _override(node, name: str, error: Exception):
     """Return the value the command line or params file gave for ``name``."""
-    overrides = getattr(node, '_parameter_overrides', {})
-    if name not in overrides:
+    value = compat.parameter_override(node, name)
+    if value is None:
         raise ValueError(f'{name}: {error}') from None
-    return overrides[name].value
+    return value
 
 
 def config_names() -> Iterable[str]:
