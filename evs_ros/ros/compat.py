@@ -21,3 +21,18 @@ def parameter_override(node, name: str):
     value = node.declare_parameter(name, None, descriptor).value
     node.undeclare_parameter(name)
     return value
+
+
+def spin_once(executor, logger, timeout_sec: float) -> None:
+    """Spin ``executor`` once, surviving an exception raised inside rclpy.
+
+    The rclpy of Humble and Jazzy raises out of the lifecycle ``change_state`` service when a
+    transition is not available from the current state (e.g. ``ros2 lifecycle set NODE
+    activate`` on an unconfigured node), which would end the process; Kilted's answers
+    ``success: false``. Our own callbacks catch their errors, so what reaches here comes from
+    rclpy: it is logged in one line and the node goes on (that request stays unanswered).
+    """
+    try:
+        executor.spin_once(timeout_sec=timeout_sec)
+    except Exception as error:  # noqa: B902 - rclpy's own callback failed, see above
+        logger.error(f'a ROS request failed inside rclpy and was dropped: {error}'.splitlines()[0])

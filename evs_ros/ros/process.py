@@ -18,6 +18,7 @@ import rclpy
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
 from evs_ros.errors import USER_ERRORS, one_line
+from evs_ros.ros import compat
 from evs_ros.ros import stop as stop_flag
 
 SPIN_PERIOD_S = 0.1
@@ -50,8 +51,9 @@ def make_executor(multi_threaded: bool = False, threads: Optional[int] = None):
 
 def spin_until(stop: threading.Event, executor, done: Callable[[], bool] = lambda: False) -> None:
     """Spin ``executor`` until ``stop`` is set (a signal), ``done()`` or the context ends."""
+    logger = rclpy.logging.get_logger('evs_ros')
     while not stop.is_set() and not done() and rclpy.ok():
-        executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+        compat.spin_once(executor, logger, SPIN_PERIOD_S)
 
 
 def run_node(program: str, build: Callable[[], object], args: Optional[list] = None,
