@@ -114,11 +114,11 @@ def test_switching_the_label_mode_mid_cycle_continues_from_the_current_labels():
     pipeline = EvsPipeline(base, TextureModel())
     for image in images[:5]:
         pipeline.process(image)
-    state = pipeline._stepper._state
+    state = pipeline._stepper.state
     assert state.age == 4 and state.anchor_labels_low is state.labels_low
     pipeline.set_config(replace(base, flow=FlowConfig(labels_from='keyframe')))
     pipeline.process(images[5])
-    state = pipeline._stepper._state
+    state = pipeline._stepper.state
     assert state.anchor_chain is not None and state.age == 5
 
 
@@ -128,4 +128,4 @@ def test_probability_step_flows_stay_bounded_between_keyframes():
         operating_point('EVS10'), keyframe_interval=100)), TextureModel())
     for image in images:
         pipeline.process(image)
-    assert len(pipeline._stepper._state.probs_steps) <= MAX_PROBS_STEPS
+    assert len(pipeline._stepper.state.probs_steps) <= MAX_PROBS_STEPS

@@ -439,7 +439,8 @@ def test_two_streams_share_one_network(streams):
         assert stats[name]['frames_out'] + stats[name]['dropped'] == 6
     with pytest.raises(ValueError):
         runtime.add_stream('cam0', outputs[0])
-    runtime.set_operating_point(OPERATING_POINTS['EVS08'])   # takes effect on the next frame
+    for cam in cams:  # takes effect on the next frame
+        cam.set_config(replace(cam.config, operating_point=OPERATING_POINTS['EVS08']))
     for cam, out in zip(cams, outputs):
         cam.submit(tagged_frame(base, 6), stamp_ns=6)
         assert cam.drain(TIMEOUT_S)

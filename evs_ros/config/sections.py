@@ -107,6 +107,20 @@ class OperatingPoint:
               'operating_point.refine=True: needs operating_point.warp=True (R refines warped '
               'labels)')
 
+    @property
+    def preset_name(self) -> str:
+        """The preset this operating point starts from (``EVS05`` for ``EVS05+custom``)."""
+        return self.name.split('+')[0]
+
+    def named_after(self, preset: 'OperatingPoint') -> 'OperatingPoint':
+        """Return it named ``preset.name``, with ``+custom`` when a field differs from it."""
+        same = all(getattr(self, name) == getattr(preset, name) for name in OPERATING_POINT_FIELDS)
+        return replace(self, name=preset.name if same else f'{preset.name}+custom')
+
+
+OPERATING_POINT_FIELDS = tuple(f.name for f in fields(OperatingPoint) if f.name != 'name')
+"""What an operating point sets (D, S, W, R, adaptive policy, flow scale): all but the name."""
+
 
 def _op(name, d, s, w, r, flow_scale=0.0):
     return OperatingPoint(name=name, downscale=d, keyframe_interval=s, warp=w, refine=r,

@@ -92,25 +92,25 @@ class EvsStream:
         """
         return self._buffer.put(image_bgr, stamp_ns, meta, wait)
 
-    def set_operating_point(self, op: OperatingPoint) -> None:
-        """Use ``op`` from the next processed frame on."""
-        with self._config_lock:
-            base = self._pending_config or self._stepper.config
-        self.set_config(replace(base, operating_point=op))
-
     def set_config(self, config: EvsConfig) -> None:
         """Use ``config`` (operating point, flow, IAM) from the next processed frame on.
 
-        Runtime settings (threads, buffer length) are fixed at construction.
+        Safe from any thread: the flow worker adopts it between two frames (the one route of a
+        run-time change). Runtime settings (threads, buffer length) are fixed at construction.
         """
         with self._config_lock:
             self._pending_config = replace(config, runtime=self._runtime_config)
-        self._stepper.announce_operating_point(config.operating_point)
+
+    @property
+    def config(self) -> EvsConfig:
+        """The settings of the next processed frame."""
+        with self._config_lock:
+            return self._pending_config or self._stepper.config
 
     @property
     def operating_point(self) -> OperatingPoint:
         """The operating point of the next processed frame."""
-        return self._stepper.operating_point
+        return self.config.operating_point
 
     def queue_length(self) -> int:
         """Frames buffered and not yet processed.
@@ -244,16 +244,6 @@ class EvsRuntime:
         with self._lock:
             stream = self.streams.pop(name, None)
         return stream.close(timeout_s) if stream is not None else True
-
-    def set_operating_point(self, op: OperatingPoint) -> None:
-        """Switch every stream to ``op`` from its next frame on."""
-        for stream in self.streams.values():
-            stream.set_operating_point(op)
-
-    def set_config(self, config: EvsConfig) -> None:
-        """Give every stream new operating-point, flow and IAM settings from its next frame on."""
-        for stream in self.streams.values():
-            stream.set_config(config)
 
     def stats(self) -> Dict[str, Dict[str, float]]:
         """Return the statistics of every stream: ``{stream name: stats dict}``."""

@@ -116,7 +116,7 @@ class ParameterUpdates:
 def canonical_preset(node) -> None:
     """Write ``operating_point.preset`` back in canonical form (``evs3`` -> ``EVS03``)."""
     value = node.get_parameter(params.PRESET).value
-    name = node.config.operating_point.name.split('+')[0]
+    name = node.config.operating_point.preset_name
     if value != name:
         node.set_parameters([Parameter(params.PRESET, value=name)])
 

@@ -22,16 +22,14 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.parameter import Parameter
 
 from evs_ros.config import (
-    PARAMETER_INFO, PRESET_NAMES, RESTART_REQUIRED, EvsConfig, allowed_text, config_from_flat,
-    operating_point, to_flat,
+    OPERATING_POINT_FIELDS, PARAMETER_INFO, PRESET_NAMES, RESTART_REQUIRED, EvsConfig,
+    allowed_text, config_from_flat, operating_point, to_flat,
 )
 from evs_ros.ros import compat
 
 PRESET = 'operating_point.preset'
 CAMERAS = 'cameras'
 CLASS_NAMES = 'class_names'
-OP_FIELDS = ('downscale', 'keyframe_interval', 'warp', 'refine', 'adaptive',
-             'adaptive_threshold', 'max_keyframe_interval', 'flow_scale')
 
 
 def descriptor(name: str, value) -> ParameterDescriptor:
@@ -115,11 +113,8 @@ def config_from_parameters(params: Iterable[Parameter], base: EvsConfig) -> EvsC
 
 
 def _name_operating_point(config: EvsConfig, preset_name: str) -> EvsConfig:
-    op = config.operating_point
     preset = operating_point(preset_name)
-    fields_equal = all(getattr(op, f) == getattr(preset, f) for f in OP_FIELDS)
-    name = preset.name if fields_equal else f'{preset.name}+custom'
-    return replace(config, operating_point=replace(op, name=name))
+    return replace(config, operating_point=config.operating_point.named_after(preset))
 
 
 def camera_names(node) -> List[str]:
@@ -154,12 +149,12 @@ def apply_changes(current: EvsConfig, changes: Iterable[Parameter]
         if param.name in RESTART_REQUIRED or param.name in (CAMERAS, CLASS_NAMES):
             raise ValueError(f'{param.name} is read at start-up; restart the node to change it')
     preset = next((p.value for p in changes if p.name == PRESET), None)
-    base, preset_name = current, current.operating_point.name.split('+')[0]
+    base, preset_name = current, current.operating_point.preset_name
     echo = {}
     if preset is not None:
         op = operating_point(str(preset))
         base, preset_name = replace(current, operating_point=op), op.name
-        echo = {f'operating_point.{f}': getattr(op, f) for f in OP_FIELDS}
+        echo = {f'operating_point.{f}': getattr(op, f) for f in OPERATING_POINT_FIELDS}
         if preset != op.name:
             echo[PRESET] = op.name
     explicit = {p.name: p.value for p in changes if p.name in PARAMETER_INFO}
