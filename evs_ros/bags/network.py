@@ -25,12 +25,12 @@ class PipelineLabeller:
     """
 
     def __init__(self, config: EvsConfig, model, refiner):
-        from evs_ros.data.labels import Visualizer
+        from evs_ros.data.classes import visualizer_for_model
         from evs_ros.pipeline.pipeline import EvsPipeline
         self._pipeline = EvsPipeline(config, model, refiner)
         self.network = network_name(config, model)
         self.colorize: Callable[[np.ndarray], np.ndarray] = \
-            Visualizer.for_model(config, model).colorize
+            visualizer_for_model(config, model).colorize
 
     def __call__(self, image_bgr: np.ndarray, stamp_ns: int):
         result = self._pipeline.process(image_bgr, stamp_ns)

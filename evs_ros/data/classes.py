@@ -30,7 +30,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from evs_ros.data.labels import CLASS_NAMES, PALETTE_RGB
+from evs_ros.data.labels import CLASS_NAMES, PALETTE_RGB, Visualizer
 
 CLASSES_FILE_SUFFIX = '.classes.txt'
 _GRID_LEVELS = 12  # per RGB channel: 1728 candidate colours for generated palettes
@@ -221,3 +221,15 @@ def sidecar_class_names(model_path: str) -> Optional[Tuple[str, ...]]:
     """
     path = classes_file_for(model_path)
     return read_class_names(path) if os.path.isfile(path) else None
+
+
+def visualizer_for_model(config, model) -> Visualizer:
+    """Return the :class:`~evs_ros.data.labels.Visualizer` of what ``model`` publishes.
+
+    ``model.palette_file`` if set, else colours for the model's class names (Cityscapes colours
+    for Cityscapes classes, generated otherwise).
+    """
+    if config.model.palette_file:
+        return Visualizer.from_config(config)
+    names = getattr(model, 'class_names', None) or default_class_names(model.num_classes)
+    return Visualizer.from_palette(class_palette(names), config.publish.overlay_alpha, names)

@@ -171,19 +171,6 @@ class Visualizer:
             names, colors = load_palette(config.model.palette_file)
         return cls.from_palette(colors, config.publish.overlay_alpha, names)
 
-    @classmethod
-    def for_model(cls, config, model) -> 'Visualizer':
-        """For what ``model`` publishes.
-
-        ``model.palette_file`` if set, else colours for the model's class names (Cityscapes colours
-        for Cityscapes classes, generated otherwise).
-        """
-        if config.model.palette_file:
-            return cls.from_config(config)
-        from evs_ros.data.classes import class_palette, default_class_names
-        names = getattr(model, 'class_names', None) or default_class_names(model.num_classes)
-        return cls.from_palette(class_palette(names), config.publish.overlay_alpha, names)
-
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """uint8 (H, W) labels -> uint8 (H, W, 3) RGB."""
         return colorize(labels, self.lut_rgb)

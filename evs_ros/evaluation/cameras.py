@@ -26,7 +26,7 @@ import numpy as np
 
 from evs_ros.config import EvsConfig
 from evs_ros.data.metrics import ConfusionMatrix
-from evs_ros.evaluation.operating_points import finite_or_none
+from evs_ros.data.json_values import finite_or_none
 from evs_ros.pipeline.runtime import EvsRuntime
 from evs_ros.pipeline.stats import percentiles
 

@@ -12,8 +12,8 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 
 from evs_ros.config import EvsConfig, FlowConfig, OperatingPoint
+from evs_ros.data.json_values import finite_or_none
 from evs_ros.data.labels import CLASS_NAMES
-from evs_ros.evaluation.operating_points import finite_or_none
 from evs_ros.evaluation.snippets import EvalSnippet, Scoring
 from evs_ros.pipeline.pipeline import EvsPipeline
 from evs_ros.pipeline.stats import percentiles

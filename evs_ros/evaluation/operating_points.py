@@ -26,16 +26,13 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from evs_ros.config import BASELINE, EvsConfig, OperatingPoint
+from evs_ros.data.json_values import finite_or_none
 from evs_ros.data.labels import CLASS_NAMES
 from evs_ros.data.metrics import ConfusionMatrix
 from evs_ros.evaluation.snippets import EvalSnippet, Scoring
 from evs_ros.pipeline.pipeline import EvsPipeline
 from evs_ros.pipeline.results import STAGES
 from evs_ros.pipeline.stats import percentiles
-
-
-def finite_or_none(value: float, digits: int = 6) -> Optional[float]:
-    return None if value is None or not math.isfinite(value) else round(float(value), digits)
 
 
 @dataclass

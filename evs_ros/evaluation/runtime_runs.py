@@ -29,8 +29,8 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, List, Sequence
 
 from evs_ros.config import BASELINE, EvsConfig, OperatingPoint
+from evs_ros.data.json_values import finite_or_none
 from evs_ros.data.metrics import ConfusionMatrix
-from evs_ros.evaluation.operating_points import finite_or_none
 from evs_ros.evaluation.snippets import EvalSnippet, Scoring
 from evs_ros.pipeline.runtime import EvsRuntime
 from evs_ros.pipeline.scheduler import effective_interval

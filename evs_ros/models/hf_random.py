@@ -14,7 +14,7 @@ import json
 import os
 from typing import Dict
 
-from evs_ros.models.checkpoint import CITYSCAPES_CLASSES
+from evs_ros.data.labels import CLASS_NAMES
 
 SEGFORMER_SHAPES: Dict[str, Dict[str, object]] = {
     'b0': {'hidden_sizes': [32, 64, 160, 256], 'depths': [2, 2, 2, 2], 'decoder': 256},
@@ -50,7 +50,7 @@ def segformer_config(variant: str):
     """``transformers.SegformerConfig`` of ``variant`` ('b0' .. 'b5') with Cityscapes labels."""
     import transformers
     shape = SEGFORMER_SHAPES[segformer_variant(variant)]
-    id2label = dict(enumerate(CITYSCAPES_CLASSES))
+    id2label = dict(enumerate(CLASS_NAMES))
     return transformers.SegformerConfig(
         num_channels=3, num_encoder_blocks=4, hidden_sizes=list(shape['hidden_sizes']),
         depths=list(shape['depths']), num_attention_heads=[1, 2, 5, 8], sr_ratios=[8, 4, 2, 1],

@@ -25,6 +25,7 @@ from dataclasses import fields
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
+from evs_ros.config import truth_value
 from evs_ros.errors import one_line
 from evs_ros.models.download import ChecksumError, DownloadError, OfflineError, download
 from evs_ros.models.weights_catalogue import WeightsEntry, builtin_catalogue
@@ -257,7 +258,7 @@ def _get_hub(entry: WeightsEntry) -> str:
     cached = hub_snapshot(entry.source, entry.revision)
     if cached:
         return cached
-    if os.environ.get('HF_HUB_OFFLINE', '').strip().lower() in ('1', 'true', 'yes', 'on'):
+    if truth_value(os.environ.get('HF_HUB_OFFLINE', '')):
         raise OfflineError(f'HF_HUB_OFFLINE is set and {entry.source} is not in the cache: unset '
                            f'it to download here, or {_fetch_hint(entry)}')
     snapshot = _download_hub(entry, os.environ.get('HF_ENDPOINT') or None)

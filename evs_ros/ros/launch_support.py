@@ -12,19 +12,17 @@ from typing import Optional
 
 import yaml
 
-TRUE_WORDS = ('true', '1', 'yes', 'on')
-FALSE_WORDS = ('false', '0', 'no', 'off', '')
+from evs_ros.config import truth_value
+
 INPUT_TOPIC = 'image'
 
 
 def parse_bool(name: str, value: str) -> bool:
-    """Return a launch argument's truth value; ValueError (one line) for anything else."""
-    text = str(value).strip().lower()
-    if text in TRUE_WORDS:
-        return True
-    if text in FALSE_WORDS:
-        return False
-    raise ValueError(f'{name}:={value}: must be true or false')
+    """Return a launch argument's truth value (empty: false); ValueError (one line) otherwise."""
+    truth = truth_value(value) if str(value).strip() else False
+    if truth is None:
+        raise ValueError(f'{name}:={value}: must be true or false')
+    return truth
 
 
 def absolute_namespace(namespace: str) -> str:

@@ -127,8 +127,8 @@ def visualizer_for(node, config, runtime):
     Declares the read-only ``class_names`` parameter the first time (a lifecycle node configures
     again).
     """
-    from evs_ros.data.labels import Visualizer
-    visualizer = Visualizer.for_model(config, runtime.model)
+    from evs_ros.data.classes import visualizer_for_model
+    visualizer = visualizer_for_model(config, runtime.model)
     if not node.has_parameter(params.CLASS_NAMES):
         declare_class_names(node, visualizer.class_names)
     return visualizer

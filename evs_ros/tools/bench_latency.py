@@ -19,7 +19,6 @@ subscribed (default ``labels,status``): the node skips colouring and overlays no
 to.
 """
 
-import json
 import math
 import os
 import time
@@ -267,8 +266,7 @@ def run(args) -> int:
     print(markdown_header())
     for name in names:
         summary['results'] += bench_operating_point(name, args, frames_by_size)
-    with open(args.json, 'w', encoding='utf-8') as out:  # NaN allowed: a run may miss a stage
-        json.dump(summary, out, indent=2)
+    common.write_json(args.json, summary)  # a stage a run missed is null
     md_path = os.path.splitext(args.json)[0] + '.md'
     common.write_text(md_path, markdown(summary))
     print(f'wrote {args.json} and {md_path}')

@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from evs_ros import errors
+from evs_ros.data.json_values import json_safe
 from evs_ros.config import (
     OPERATING_POINTS, EvsConfig, OperatingPoint, config_from_flat, load_yaml, operating_point,
 )
@@ -173,10 +174,10 @@ def parse_sizes(text: str, order: str = 'wh') -> List[Tuple[int, int]]:
 
 
 def write_json(path: str, data) -> None:
-    """Write ``data`` as indented JSON (NaN-free), creating the directory."""
+    """Write ``data`` as indented JSON, creating the directory; NaN and infinity become null."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, 'w', encoding='utf-8') as stream:
-        json.dump(data, stream, indent=2, allow_nan=False)
+        json.dump(json_safe(data), stream, indent=2, allow_nan=False)
         stream.write('\n')
 
 

@@ -205,7 +205,7 @@ def run(args) -> int:
                 captions += [f'{name}: {described}'] * len(clip_rows)
     if rows:
         contact_sheet(os.path.join(args.out, 'contact_sheet.png'), rows, captions=captions)
-    common.write_json(os.path.join(args.out, 'summary.json'), _finite(summary))
+    common.write_json(os.path.join(args.out, 'summary.json'), summary)
     common.write_text(os.path.join(args.out, 'summary.md'), markdown(summary))
     print(markdown(summary))
     print(f'wrote {args.out}/: *_overlay.mp4, contact_sheet.png, summary.json, summary.md '
@@ -236,12 +236,3 @@ def _play_clips(args, spec: str, names: Sequence[str], clips, bar):
                                   **kwargs)
             stamp0_ns = record.stamps_ns[-1] + 10_000_000_000
             yield name, record
-
-
-def _finite(value):
-    """Replace NaN by None, recursively (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
