@@ -1,5 +1,7 @@
 """Shared fixtures: ROS isolation (own domain id, localhost-only discovery) and small images."""
 
+import ast
+import functools
 import os
 import sys
 
@@ -12,14 +14,37 @@ if TEST_DIR not in sys.path:  # fake models etc. for `python:` backends
     sys.path.insert(0, TEST_DIR)
 
 
-def pytest_collection_modifyitems(items):
-    """Mark every test that needs a ROS graph (it uses ``ros_env``) with ``ros``.
+DISTRO_MODULES = ('rclpy', 'rcl_interfaces', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs',
+                  'lifecycle_msgs', 'composition_interfaces', 'ament_index_python', 'launch',
+                  'launch_ros', 'evs_ros.ros', 'evs_ros.msg', 'node_harness', 'ros_clients')
+"""Imports that make a test module depend on the ROS 2 distribution (ours included)."""
 
-    ``make test-fast`` deselects them and the ``slow`` ones.
+
+def pytest_collection_modifyitems(items):
+    """Mark the tests that need a ROS graph (they use ``ros_env``) with ``ros``.
+
+    ``make test-fast`` deselects them and the ``slow`` ones. Those and every test of a module
+    that imports rclpy, ROS messages or ``evs_ros.ros`` are also marked ``distro``: what can
+    differ between ROS 2 distributions (the rest runs the same Python packages on each).
     """
     for item in items:
         if 'ros_env' in getattr(item, 'fixturenames', ()):
             item.add_marker(pytest.mark.ros)
+            item.add_marker(pytest.mark.distro)
+        elif _imports_ros(str(item.fspath)):
+            item.add_marker(pytest.mark.distro)
+
+
+@functools.lru_cache(maxsize=None)
+def _imports_ros(path: str) -> bool:
+    with open(path, encoding='utf-8') as source:
+        tree = ast.parse(source.read(), path)
+    names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names]
+    names += [node.module for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module]
+    return any(name == module or name.startswith(module + '.')
+               for name in names for module in DISTRO_MODULES)
 
 
 def pick_domain_id(salt: int = 0) -> int:
