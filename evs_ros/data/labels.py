@@ -63,7 +63,7 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
 
 
 def train_ids_from_color(color_rgb: np.ndarray) -> np.ndarray:
-    """trainIds of a Cityscapes ``*_gtFine_color.png`` image (uint8 (H, W, 3) RGB).
+    """Return the trainIds of a Cityscapes ``*_gtFine_color.png`` image (uint8 (H, W, 3) RGB).
 
     Pixels of the 19 train classes' colours get their trainId, every other colour 255. Two
     colours are shared in the official table: ``polegroup`` (ignored in trainIds) is drawn in

@@ -131,7 +131,7 @@ def bag_info(path: Path) -> BagInfo:
 
 
 def _sqlite_timestamps(path: Path, topic: str) -> List[int]:
-    """The timestamps of ``topic`` in one rosbag2 sqlite3 file (read-only, index only)."""
+    """Return the timestamps of ``topic`` in one rosbag2 sqlite3 file (read-only, index only)."""
     try:
         with closing(sqlite3.connect(f'file:{path}?mode=ro', uri=True)) as database:
             rows = database.execute(

@@ -57,8 +57,11 @@ class PropagationStudy:
                               keyframe_interval=propagations + 1, warp=True, refine=False)
 
     def add(self, snippet: EvalSnippet) -> None:
-        """Propagate from every start ``annotated - N`` (N = 0..max) with every method; labelled
-        video: from keyframes every ``max + 1`` frames, scoring each frame at its distance."""
+        """Propagate from every start ``annotated - N`` (N = 0..max) with every method.
+
+        Labelled video: from keyframes every ``max + 1`` frames, scoring each frame at its
+        distance.
+        """
         if snippet.every_frame_labelled:
             self._add_labelled_video(snippet)
             return

@@ -145,8 +145,9 @@ class OperatingPointEvaluator:
             pipeline.set_operating_point(run.op)
 
     def add(self, snippet: EvalSnippet) -> None:
-        """Evaluate every operating point on ``snippet`` (from its first frame to the end:
-        :meth:`EvalSnippet.first_frame`).
+        """Evaluate every operating point on ``snippet``.
+
+        From its first frame (:meth:`EvalSnippet.first_frame`) to the end.
 
         Two untimed baseline frames first: loading or rendering the snippet evicts the caches,
         which would otherwise slow down whichever operating point runs first.

@@ -53,7 +53,7 @@ def _difference(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 
 def model_class_names(model) -> List[str]:
-    """The model's class names, else Cityscapes' 19 for 19 classes, else ``class_<i>``."""
+    """Return the model's class names, else Cityscapes' 19 for 19 classes, else ``class_<i>``."""
     names = getattr(model, 'class_names', None)
     if names and len(names) == model.num_classes:
         return list(names)
@@ -125,8 +125,10 @@ def _run_snippets(snippets, evaluator, study, extra, progress):
 
 
 def _runtime_parts(model, refiner, operating_points, config, scoring, runtime: bool):
-    """(BothCoresBaseline, RuntimeEvaluator) when ``runtime`` (the baseline runs first on each
-    snippet, before the runtime's threads exist), else ()."""
+    """Return (BothCoresBaseline, RuntimeEvaluator) when ``runtime``, else ().
+
+    The baseline runs first on each snippet, before the runtime's threads exist.
+    """
     if not runtime:
         return ()
     from evs_ros.evaluation.runtime_runs import BothCoresBaseline, RuntimeEvaluator

@@ -39,8 +39,10 @@ DRAIN_TIMEOUT_S = 600.0
 
 
 def runtime_first_frame(op: OperatingPoint, snippet: EvalSnippet) -> int:
-    """One keyframe interval before the synchronous worst-case start (when the snippet has it);
-    frame 0 for labelled video (every frame scored)."""
+    """One keyframe interval before the synchronous worst-case start (when the snippet has it).
+
+    Frame 0 for labelled video (every frame scored).
+    """
     start = snippet.first_frame(op)
     interval = effective_interval(op)
     return start - interval if start >= interval else start

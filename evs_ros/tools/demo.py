@@ -114,8 +114,10 @@ def write_video(path: str, record, frames: List[np.ndarray], rate_hz: float) -> 
 
 def contact_sheet(path: str, rows: List[List[np.ndarray]], tile_width: int = 320,
                   captions: Sequence[str] = ()) -> None:
-    """Rows of [input, overlay, mask] tiles, resized to ``tile_width``, as one PNG; a row's
-    caption (which clip, which network) is written across its top."""
+    """Rows of [input, overlay, mask] tiles, resized to ``tile_width``, as one PNG.
+
+    A row's caption (which clip, which network) is written across its top.
+    """
     lines = []
     for row, tiles in enumerate(rows):
         resized = []
@@ -169,7 +171,7 @@ def markdown(summary: dict) -> str:
 
 
 def clip_networks(config, clip_names: Sequence[str]) -> Dict[str, str]:
-    """The backend SPEC (``auto`` resolved) that labels each clip (module docstring)."""
+    """Return the backend SPEC (``auto`` resolved) that labels each clip (module docstring)."""
     from evs_ros.models.loading import AUTO, SHIPPED, auto_backend
     chosen = config.model.backend
     real = auto_backend() if chosen == AUTO else chosen
@@ -215,7 +217,7 @@ def run(args) -> int:
 
 
 def describe_backend(spec: str) -> str:
-    """The network of a clip in words (see :func:`evs_ros.models.loading.describe_backend`)."""
+    """Say which network labels a clip (:func:`evs_ros.models.loading.describe_backend`)."""
     from evs_ros.models.loading import describe_backend as describe
     return describe(spec)
 
