@@ -7,8 +7,11 @@ synchronous pipeline and the runtime; keyframe catch-up (:mod:`evs_ros.pipeline.
 Labels at camera resolution come from the network's probabilities by an argmax at the probability
 resolution followed by a nearest-neighbour upsampling: upsampling the probabilities first would
 make keyframes and refined frames cost more than DIS itself (docs/benchmarks.md, "Design
-measurements"). On refined frames only the pixels the IAM mask touches take the refined labels;
-the others keep the full-resolution warped labels (eq. 4 restricted to where it matters).
+measurements"). ``model.upsample: bilinear`` takes keyframe labels from the bilinearly upsampled
+probabilities instead, computed only where the two can differ
+(:func:`~evs_ros.pipeline.network_input.bilinear_argmax`; section 14 measures it). On refined
+frames only the pixels the IAM mask touches take the refined labels; the others keep the
+full-resolution warped labels (eq. 4 restricted to where it matters).
 """
 
 import time
@@ -21,6 +24,7 @@ import numpy as np
 from evs_ros.config import IamConfig
 from evs_ros.flow import FlowField, compose_flows, warp_dense, warp_labels
 from evs_ros.models.base import Prediction
+from evs_ros.pipeline.network_input import bilinear_argmax
 
 
 @dataclass
@@ -76,17 +80,21 @@ def argmax_labels(probs: np.ndarray) -> np.ndarray:
     return np.argmax(probs, axis=0).astype(np.uint8)
 
 
-def state_from_prediction(prediction: Prediction, camera_hw: Tuple[int, int]) -> PropagationState:
-    """Build the keyframe state from the network's output (any probability resolution)."""
+def state_from_prediction(prediction: Prediction, camera_hw: Tuple[int, int],
+                          upsample: str = 'nearest') -> PropagationState:
+    """Build the keyframe state from the network's output (any probability resolution); the
+    camera-size labels by ``upsample`` (``nearest`` or ``bilinear``, ``config.model.upsample``)."""
     probs = np.asarray(prediction.probs, dtype=np.float32)
     if probs.ndim != 3:
         raise ValueError(f'Prediction.probs must be float32 (C, h, w), got shape {probs.shape}')
     labels_low = argmax_labels(probs)
+    labels = (bilinear_argmax(probs, camera_hw, labels_low) if upsample == 'bilinear' else
+              upsample_labels(labels_low, camera_hw))
     features = prediction.features
     if features is not None:
         features = np.asarray(features, dtype=np.float32)
-    return PropagationState(labels=upsample_labels(labels_low, camera_hw), labels_low=labels_low,
-                            probs=probs, features=features, anchor_labels_low=labels_low)
+    return PropagationState(labels=labels, labels_low=labels_low, probs=probs, features=features,
+                            anchor_labels_low=labels_low)
 
 
 def consecutive_flows(estimator, gray_cur: np.ndarray, gray_prev: np.ndarray,
