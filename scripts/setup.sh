@@ -25,15 +25,29 @@ fi
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
 
+requirements=requirements.txt
+ros_wheels=1
+if ! python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  # Python 3.10 (Humble): PyPI has no ROS 2 wheels for it (cp311/cp312 only); ROS comes from the
+  # sourced ROS install. Install everything else; without a sourced ROS only the non-ROS part
+  # of evs_ros (and of the test suite) works.
+  ros_wheels=0
+  requirements="$venv/requirements-without-ros-wheels.txt"
+  grep -v -E '^ros-' requirements.txt > "$requirements"
+fi
 stamp="$venv/.requirements.sha256"
-want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+want="$(sha256sum "$requirements" | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing Python requirements (ROS 2 wheels, colcon, torch CPU, OpenCV, ...)"
   python -m pip install --quiet --upgrade pip
-  python -m pip install --quiet -r requirements.txt
+  python -m pip install --quiet -r "$requirements"
   echo "$want" > "$stamp"
 else
   log "requirements already installed"
+fi
+if [ "$ros_wheels" = 0 ] && ! python -c 'import rclpy, ament_package' >/dev/null 2>&1; then
+  log "Python $(python -c 'import sys; print("%d.%d" % sys.version_info[:2])') without ROS 2 (no wheels on PyPI; source your ROS install first): skipped the colcon build; run the non-ROS tests from the source tree: source $venv/bin/activate && python -m pytest test"
+  exit 0
 fi
 
 # Ray for `evs fleet`, a separate step so that a machine without it (EVS_FLEET=0) still sets up.
