@@ -66,6 +66,17 @@ def resize_for_network(image_bgr: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(image_bgr, (height_width[1], height_width[0]), interpolation=interpolation)
 
 
+def describe_input(model) -> str:
+    """The network's input scale in words, for start-up logs."""
+    short_side = input_short_side(model)
+    trained = getattr(model, 'trained_short_side', None)
+    seen = f'short side {short_side} px at D=1' if short_side else "the camera's size at D=1"
+    trained_text = f'trained at {trained} px' if trained else 'training scale unknown'
+    window = getattr(model, 'window_hw', None)
+    windows = f', {window[0]}x{window[1]} sliding windows' if window else ''
+    return f'network input: {seen} ({trained_text}){windows}'
+
+
 def advise_scale(model, camera_hw: Tuple[int, int], downscale: float, name: str = '') -> None:
     """Log once per (model, camera size, D) when the network sees this camera's frames more
     than :data:`SCALE_TOLERANCE` off the scale it was trained at, naming the setting that fits."""
