@@ -20,6 +20,9 @@ Usage (from the repository root, after ``source scripts/env.sh``)::
 
 Writes ``OUT/inference_modes.json`` and ``OUT/inference_modes.md``. ms/frame is the pipeline's
 wall time per scored frame in one process (network + labels), for ratios within one run.
+``--only upsampling`` times the keyframe labels alone (nearest vs bilinear, median of 7, one
+thread) on the real network's probabilities for a 2048x1024 Cityscapes frame and a 480x360
+CamVid frame at the training scale, against a full bilinear resize of every class.
 """
 
 import argparse
@@ -61,7 +64,8 @@ def parse_args(argv):
                         's=2.0 from --real)')
     parser.add_argument('--synth', type=int, default=30, help='synthetic snippets (0 = skip)')
     parser.add_argument('--threads', type=int, default=2, help='torch threads')
-    parser.add_argument('--only', choices=('camvid', 'cityscapes', 'synthetic'), nargs='*')
+    parser.add_argument('--only', nargs='*',
+                        choices=('camvid', 'cityscapes', 'synthetic', 'upsampling'))
     return parser.parse_args(argv)
 
 
@@ -119,6 +123,51 @@ def measure(backend: str, modes, snippets, kind: str):
     return results
 
 
+def _median_ms(function, repeats: int = 7) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(1000.0 * (time.perf_counter() - start))
+    return round(sorted(times)[len(times) // 2], 1)
+
+
+def upsampling_cost(backend: str, real: str):
+    """ms of the keyframe labels per upsampling, on the real network's own probabilities."""
+    import cv2
+    import numpy as np
+
+    from evs_ros.config import ModelConfig
+    from evs_ros.models.loading import load_models
+    from evs_ros.pipeline.network_input import (input_short_side, network_scale,
+                                                resize_for_network)
+    from evs_ros.pipeline.state import state_from_prediction
+    cv2.setNumThreads(1)
+    model, _ = load_models(ModelConfig(backend=backend, refiner='', device='cpu'), False)
+    frames = {'Cityscapes 2048x1024': os.path.join(real, SINGLE_FRAME[0]),
+              'CamVid 480x360': os.path.join(real, 'camvid', 'val', sorted(os.listdir(
+                  os.path.join(real, 'camvid', 'val')))[0])}
+    rows = {}
+    for name, path in frames.items():
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        camera_hw = image.shape[:2]
+        scale = network_scale(camera_hw, 1.0, input_short_side(model))
+        prediction = model.predict(resize_for_network(image, scale))
+        probs = prediction.probs
+        full = np.ascontiguousarray(probs.transpose(1, 2, 0))
+        rows[name] = {
+            'probs': f'{probs.shape[0]}x{probs.shape[1]}x{probs.shape[2]}',
+            'nearest_ms': _median_ms(lambda: state_from_prediction(prediction, camera_hw)),
+            'bilinear_ms': _median_ms(
+                lambda: state_from_prediction(prediction, camera_hw, 'bilinear')),
+            'full_resize_ms': _median_ms(lambda: np.argmax(cv2.resize(
+                full, camera_hw[::-1], interpolation=cv2.INTER_LINEAR), axis=-1)),
+            'network_ms': _median_ms(lambda: model.predict(resize_for_network(image, scale)),
+                                     3)}
+        print(name, rows[name], flush=True)
+    return rows
+
+
 def markdown(report) -> str:
     lines = ['# Input scale, sliding windows and upsampling, per frame', '',
              f"Real network `{report['backend']}`; synthetic: `icnet:default`. "
@@ -129,6 +178,15 @@ def markdown(report) -> str:
         for label, entry in results.items():
             lines.append(f"| {label} | {100 * entry['miou']:.1f} | "
                          f"{100 * entry['pixel_accuracy']:.1f} | {entry['ms_per_frame']:.0f} |")
+        lines.append('')
+    if report.get('label_upsampling_ms'):
+        lines += ['## Keyframe labels, ms (median of 7, one thread)', '',
+                  '| frame | probabilities | network | nearest | bilinear (ours) | '
+                  'full bilinear resize |', '|---|---|---:|---:|---:|---:|']
+        for name, row in report['label_upsampling_ms'].items():
+            lines.append(f"| {name} | {row['probs']} | {row['network_ms']:.0f} | "
+                         f"{row['nearest_ms']:.1f} | {row['bilinear_ms']:.1f} | "
+                         f"{row['full_resize_ms']:.1f} |")
         lines.append('')
     return '\n'.join(lines)
 
@@ -141,7 +199,7 @@ def main(argv=None) -> int:
     from evs_ros.tools.common import cpu_model
     torch.set_num_threads(args.threads)
     backend = args.backend or 'espnet:' + os.path.join(args.real, ESPNET)
-    only = set(args.only or ('camvid', 'cityscapes', 'synthetic'))
+    only = set(args.only or ('camvid', 'cityscapes', 'synthetic', 'upsampling'))
     results = {}
     if 'camvid' in only:
         snippets, _, _ = snippet_source('camvid:' + os.path.join(args.real, 'camvid'))
@@ -155,6 +213,9 @@ def main(argv=None) -> int:
             'icnet:default', SYNTH_MODES, synthetic(args.synth), 'synthetic')
     report = {'backend': backend, 'host': f'{cpu_model()}, {os.cpu_count()} cores, '
               f'{args.threads} torch threads', 'results': results}
+    if 'upsampling' in only:
+        torch.set_num_threads(1)
+        report['label_upsampling_ms'] = upsampling_cost(backend, args.real)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, 'inference_modes.json'), 'w', encoding='utf-8') as stream:
         json.dump(report, stream, indent=2)

@@ -76,6 +76,9 @@ def test_catalogue_entries_give_their_scale_to_any_backend():
     entry = catalogue_entry_for('hf:nvidia/segformer-b0-finetuned-cityscapes-512-1024')
     assert entry.name == 'segformer-b0-cityscapes-512' and entry.trained_short_side == 512
     assert catalogue_entry_for('weights:espnetv2-s2-cityscapes').trained_short_side == 512
+    snapshot = ('hf:/home/robot/.cache/huggingface/hub/models--nvidia--segformer-b0-finetuned-'
+                'cityscapes-768-768/snapshots/0123456789abcdef0123456789abcdef01234567')
+    assert catalogue_entry_for(snapshot).trained_short_side == 768
     assert catalogue_entry_for('weights:no-such-entry') is None
     assert catalogue_entry_for('icnet:default') is None
     network = apply_input_settings(RecordingNetwork(), ModelConfig(), entry)

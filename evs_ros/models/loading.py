@@ -120,9 +120,14 @@ def load_models(model_config: ModelConfig, need_refiner: bool = True):
                              f'network: {reason}')
 
 
+CACHED_SNAPSHOT = re.compile(r'models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]')
+"""A hub cache path: ``.../models--ORG--NAME/snapshots/COMMIT``."""
+
+
 def catalogue_entry_for(spec: str):
-    """The catalogue entry behind ``weights:NAME`` or ``hf:ORG/NAME`` (a catalogued hub id),
-    else None; never raises for an unknown name (loading the backend says what is wrong)."""
+    """The catalogue entry behind ``weights:NAME``, ``hf:ORG/NAME`` (a catalogued hub id) or
+    ``hf:`` a cached snapshot of one, else None; never raises for an unknown name (loading the
+    backend says what is wrong)."""
     kind, _, rest = spec.partition(':')
     if kind not in ('weights', 'hf'):
         return None
@@ -133,8 +138,10 @@ def catalogue_entry_for(spec: str):
         return None
     if kind == 'weights':
         return catalogue.get(rest)
+    cached = CACHED_SNAPSHOT.search(rest)
+    hub_id = f'{cached.group(1)}/{cached.group(2)}' if cached else rest
     return next((entry for entry in catalogue.values()
-                 if entry.kind == 'hub' and entry.source == rest), None)
+                 if entry.kind == 'hub' and entry.source == hub_id), None)
 
 
 def apply_input_settings(model, model_config: ModelConfig, entry=None):
