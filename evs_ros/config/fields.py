@@ -12,6 +12,7 @@ DIS_PRESETS = ('ultrafast', 'fast', 'medium', 'custom')
 FLOW_METHODS = ('dis', 'farneback')
 DEVICES = ('auto', 'cpu', 'cuda')
 QOS_RELIABILITY = ('best_effort', 'reliable')
+UPSAMPLING = ('nearest', 'bilinear')
 
 
 class ParameterInfo(NamedTuple):

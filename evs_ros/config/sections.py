@@ -5,11 +5,11 @@ Refinement* (Paul et al.): operating points are its Table 2, DIS parameters its 
 """
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from evs_ros.config.fields import (
-    DEVICES, DIS_PRESETS, FLOW_METHODS, QOS_RELIABILITY, ParameterInfo, check, setting,
-    validate_fields,
+    DEVICES, DIS_PRESETS, FLOW_METHODS, QOS_RELIABILITY, UPSAMPLING, ParameterInfo, check,
+    setting, validate_fields,
 )
 
 
@@ -198,6 +198,18 @@ class ModelConfig:
     palette_file: str = setting('', 'YAML/JSON with class names and RGB colours (empty = the '
                                 "network's classes: Cityscapes colours or generated ones)",
                                 restart=True)
+    input_short_side: int = setting(
+        0, 'short side (px) of the frame the network sees at D=1: 0 = the scale it was trained '
+        'at (its catalogue entry or the network; the camera size when unknown), -1 = the camera '
+        "size, N = N px; the operating point's D scales from there", (-1, 16384), restart=True)
+    window: str = setting(
+        '', "'' = the whole frame; native = the sliding windows of the network's published "
+        'evaluation (its catalogue entry); HxW = overlapping windows of HxW network-input px, '
+        'probabilities averaged where they overlap', restart=True)
+    upsample: str = setting(
+        'nearest', 'keyframe labels at camera resolution: nearest (argmax at the network output, '
+        'then nearest neighbour) or bilinear (probabilities upsampled, then argmax; how published '
+        'figures are measured)', choices=UPSAMPLING, restart=True)
 
     def __post_init__(self):
         validate_fields('model', self)
@@ -205,6 +217,18 @@ class ModelConfig:
               f'model.backend={self.backend!r}: must be auto or a SPEC like weights:NAME, '
               'espnet:PATH, icnet:PATH, hf:MODEL, tflite:PATH, onnx:PATH or '
               'python:MODULE:FACTORY')
+        check(self.window in ('', 'native') or window_size(self.window) is not None,
+              f'model.window={self.window!r}: must be empty (whole frame), native or HxW with '
+              'H, W >= 32 (e.g. 1024x1024)')
+
+
+def window_size(text: str) -> Optional[Tuple[int, int]]:
+    """'1024x512' -> (1024, 512) as (H, W); None unless both are integers >= 32."""
+    height, sep, width = str(text).strip().lower().partition('x')
+    if not sep or not (height.isdigit() and width.isdigit()):
+        return None
+    size = (int(height), int(width))
+    return size if min(size) >= 32 else None
 
 
 @dataclass(frozen=True)

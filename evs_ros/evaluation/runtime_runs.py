@@ -32,6 +32,7 @@ from evs_ros.config import BASELINE, EvsConfig, OperatingPoint
 from evs_ros.data.json_values import finite_or_none
 from evs_ros.data.metrics import ConfusionMatrix
 from evs_ros.evaluation.snippets import EvalSnippet, Scoring
+from evs_ros.pipeline.network_input import input_short_side, network_scale, resize_for_network
 from evs_ros.pipeline.runtime import EvsRuntime
 from evs_ros.pipeline.scheduler import effective_interval
 
@@ -168,7 +169,8 @@ class BothCoresBaseline:
             start = snippet.first_frame(BASELINE)
             for image in snippet.frames[start:]:
                 begin = time.perf_counter()
-                self.model.predict(image)
+                self.model.predict(resize_for_network(image, network_scale(
+                    image.shape[:2], BASELINE.downscale, input_short_side(self.model))))
                 self.wall_s += time.perf_counter() - begin
                 self.frames += 1
         finally:

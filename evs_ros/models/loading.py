@@ -10,13 +10,20 @@ The node, every ``evs`` command, the benchmarks and training load models through
 * ``model.refiner: default`` names the shipped Refiner, trained for the shipped ICNet. With
   another network it does not match: R then acts as off and a warning says why (not an error).
   A Refiner the user names explicitly must match, else :class:`ModelMismatchError`.
+
+The network's scale is settled here too, once for every caller (:func:`apply_input_settings`):
+the scale it was trained at (``trained_short_side``: from its catalogue entry for
+``weights:NAME`` and catalogued hub ids, else the network's own attribute), the short side it
+gets at D = 1 (``input_short_side``, from ``model.input_short_side``; the pipeline reads it, see
+:mod:`evs_ros.pipeline.network_input`) and, with ``model.window``, sliding windows
+(:class:`~evs_ros.models.sliding.SlidingWindowModel`).
 """
 
 import logging
 import re
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
-from evs_ros.config import ModelConfig
+from evs_ros.config import ModelConfig, window_size
 
 LOGGER = logging.getLogger('evs_ros')
 PLACEHOLDER_NAME = re.compile(r'^class_\d+$')
@@ -95,6 +102,7 @@ def load_models(model_config: ModelConfig, need_refiner: bool = True):
     chosen = auto_backend() if model_config.backend == AUTO else model_config.backend
     model = load_backend(resolve_backend_spec(chosen), model_config.device, model_config.fp16)
     model.backend_spec, model.description = chosen, describe_backend(chosen)
+    model = apply_input_settings(model, model_config, catalogue_entry_for(chosen))
     if not need_refiner or not model_config.refiner:
         return model, None
     if getattr(model, 'labels_only', False):
@@ -112,6 +120,64 @@ def load_models(model_config: ModelConfig, need_refiner: bool = True):
         return model, None
     raise ModelMismatchError(f'model.refiner {model_config.refiner!r} was trained for another '
                              f'network: {reason}')
+
+
+CACHED_SNAPSHOT = re.compile(r'models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]')
+"""A hub cache path: ``.../models--ORG--NAME/snapshots/COMMIT``."""
+
+
+def catalogue_entry_for(spec: str):
+    """Return the catalogue entry behind a backend spec, else None.
+
+    Specs: ``weights:NAME``, ``hf:ORG/NAME`` (a catalogued hub id) or ``hf:`` a cached snapshot
+    of one. Never raises for an unknown name (loading the backend says what is wrong).
+    """
+    kind, _, rest = spec.partition(':')
+    if kind not in ('weights', 'hf'):
+        return None
+    from evs_ros.models.weights_cache import WeightsError, load_catalogue
+    try:
+        catalogue = load_catalogue()
+    except WeightsError:
+        return None
+    if kind == 'weights':
+        return catalogue.get(rest)
+    cached = CACHED_SNAPSHOT.search(rest)
+    hub_id = f'{cached.group(1)}/{cached.group(2)}' if cached else rest
+    return next((entry for entry in catalogue.values()
+                 if entry.kind == 'hub' and entry.source == hub_id), None)
+
+
+def apply_input_settings(model, model_config: ModelConfig, entry=None):
+    """Return the network with its scale settled (see the module docstring).
+
+    Sets ``trained_short_side`` (when the catalogue ``entry`` knows it) and ``input_short_side``
+    (None = the camera's size) on ``model``; wraps it in sliding windows for ``model.window``.
+    """
+    trained = int(getattr(entry, 'trained_short_side', 0) or 0)
+    if trained:
+        model.trained_short_side = trained
+    trained = int(getattr(model, 'trained_short_side', 0) or 0) or None
+    wanted = model_config.input_short_side
+    model.input_short_side = trained if wanted == 0 else (None if wanted < 0 else int(wanted))
+    if wanted == 0 and trained is None:
+        LOGGER.info("%s: training scale unknown: the network sees frames at the camera's size "
+                    'times D (set model.input_short_side to choose)', model_config.backend)
+    window_hw = _window_hw(model_config, entry)
+    if window_hw is None:
+        return model
+    from evs_ros.models.sliding import SlidingWindowModel
+    return SlidingWindowModel(model, window_hw)
+
+
+def _window_hw(model_config: ModelConfig, entry) -> Optional[Tuple[int, int]]:
+    if model_config.window != 'native':
+        return window_size(model_config.window) if model_config.window else None
+    published = getattr(entry, 'window', '') or ''
+    if not published:
+        LOGGER.info('%s: no sliding windows in its published evaluation: model.window native '
+                    'runs the whole frame', model_config.backend)
+    return window_size(published) if published else None
 
 
 def refiner_mismatch(model, refiner) -> Optional[str]:

@@ -40,8 +40,9 @@ def pool_key(config: EvsConfig) -> tuple:
     The networks (not the palette, which only colours) and the inference worker's settings.
     """
     model, runtime = config.model, config.runtime
-    return (model.backend, model.refiner, model.device, model.fp16, runtime.inference_threads,
-            runtime.keyframe_priority, runtime.keyframe_batch)
+    return (model.backend, model.refiner, model.device, model.fp16, model.input_short_side,
+            model.window, runtime.inference_threads, runtime.keyframe_priority,
+            runtime.keyframe_batch)
 
 
 class RuntimePool:

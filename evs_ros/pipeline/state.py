@@ -12,8 +12,11 @@ them. The keyframes in flight and their catch-up live beside it in
 Labels at camera resolution come from the network's probabilities by an argmax at the probability
 resolution followed by a nearest-neighbour upsampling: upsampling the probabilities first would
 make keyframes and refined frames cost more than DIS itself (docs/benchmarks.md, "Design
-measurements"). On refined frames only the pixels the IAM mask touches take the refined labels;
-the others keep the full-resolution warped labels (eq. 4 restricted to where it matters).
+measurements"). ``model.upsample: bilinear`` takes keyframe labels from the bilinearly upsampled
+probabilities instead, computed only where the two can differ
+(:func:`~evs_ros.pipeline.network_input.bilinear_argmax`; section 14 measures it). On refined
+frames only the pixels the IAM mask touches take the refined labels; the others keep the
+full-resolution warped labels (eq. 4 restricted to where it matters).
 """
 
 from dataclasses import dataclass, replace
@@ -25,6 +28,7 @@ import numpy as np
 from evs_ros.config import IamConfig
 from evs_ros.flow import FlowField, compose_flows, warp_dense, warp_labels
 from evs_ros.models.base import Prediction
+from evs_ros.pipeline.network_input import bilinear_argmax
 from evs_ros.pipeline.results import NO_TIMER, StageTimer
 
 MAX_PROBS_STEPS = 8
@@ -71,9 +75,13 @@ class PropagationState:
             self.anchor_labels_low = self.labels_low
 
     @classmethod
-    def from_prediction(cls, prediction: Prediction,
-                        camera_hw: Tuple[int, int]) -> 'PropagationState':
-        """Build the keyframe state from the network's output (any probability resolution)."""
+    def from_prediction(cls, prediction: Prediction, camera_hw: Tuple[int, int],
+                        upsample: str = 'nearest') -> 'PropagationState':
+        """Build the keyframe state from the network's output (any probability resolution).
+
+        The camera-size labels come by ``upsample``: ``nearest`` (of the argmax) or ``bilinear``
+        (argmax of bilinearly upsampled probabilities; ``config.model.upsample``).
+        """
         probs = np.asarray(prediction.probs, dtype=np.float32)
         if probs.ndim != 3:
             raise ValueError(f'Prediction.probs must be float32 (C, h, w), got shape '
@@ -82,8 +90,9 @@ class PropagationState:
         features = prediction.features
         if features is not None:
             features = np.asarray(features, dtype=np.float32)
-        return cls(labels=upsample_labels(labels_low, camera_hw), labels_low=labels_low,
-                   probs=probs, features=features)
+        labels = (bilinear_argmax(probs, camera_hw, labels_low) if upsample == 'bilinear' else
+                  upsample_labels(labels_low, camera_hw))
+        return cls(labels=labels, labels_low=labels_low, probs=probs, features=features)
 
     def copy(self) -> 'PropagationState':
         """Return an independent state (arrays are shared: transitions never write into them)."""

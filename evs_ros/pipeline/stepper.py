@@ -17,7 +17,8 @@ Per frame:
 1. A frame whose resolution differs from the previous one resets the state (flow between
    different sizes is meaningless); the first frame and the first after a reset are keyframes.
 2. The scheduler decides whether the frame is a keyframe; a keyframe request goes to the
-   inference (downscaled by D).
+   inference, the frame resized to the network's scale times D
+   (:mod:`evs_ros.pipeline.network_input`).
 3. DIS flow to the previous frame is computed when something needs it: W on, a previous gray
    frame exists, and the frame's own keyframe result is not already there (in flight, failed, or
    not a keyframe). W off computes no flow at all: the last labels are held.
@@ -41,6 +42,8 @@ import numpy as np
 from evs_ros.config import EvsConfig, OperatingPoint, effective_flow
 from evs_ros.flow import FlowEstimator, to_gray
 from evs_ros.pipeline.catchup import PendingKeyframe
+from evs_ros.pipeline.network_input import (advise_scale, input_short_side, network_scale,
+                                            resize_for_network, scaled_hw)
 from evs_ros.pipeline.propagation import Propagation
 from evs_ros.pipeline.results import FrameInfo, FrameResult, StageTimer
 from evs_ros.pipeline.scheduler import KeyframeScheduler
@@ -63,27 +66,31 @@ def downscale_image(image_bgr: np.ndarray, downscale: float) -> np.ndarray:
 class KeyframeWork:
     """The network on one keyframe, run by the inference worker.
 
-    :meth:`network_input` is the frame downscaled by D (computed there, off the flow worker);
-    :meth:`finish` turns the prediction into the keyframe's state. The worker may run several
-    keyframes of one ``input_hw`` in one batch (``predict_batch``) and call ``finish`` on each.
+    :meth:`network_input` is the frame at the network's scale times D (computed there, off the
+    flow worker; see :func:`~evs_ros.pipeline.network_input.network_scale`); :meth:`finish` turns
+    the prediction into the keyframe's state (labels upsampled with ``upsample``). The worker may
+    run several keyframes of one ``input_hw`` in one batch (``predict_batch``) and call
+    ``finish`` on each.
     """
 
-    def __init__(self, model, frame_bgr: np.ndarray, downscale: float):
+    def __init__(self, model, frame_bgr: np.ndarray, downscale: float,
+                 upsample: str = 'nearest'):
         self.model, self.frame_bgr, self.downscale = model, frame_bgr, downscale
-        height, width = frame_bgr.shape[:2]
-        self.input_hw = ((height, width) if downscale >= 1.0 else
-                         (max(1, round(height * downscale)), max(1, round(width * downscale))))
+        self.upsample = upsample
+        self.scale = network_scale(frame_bgr.shape[:2], downscale, input_short_side(model))
+        self.input_hw = scaled_hw(frame_bgr.shape[:2], self.scale)
 
     def network_input(self) -> np.ndarray:
         """Return the frame at ``input_hw``: uint8 (h, w, 3)."""
-        return downscale_image(self.frame_bgr, self.downscale)
+        return resize_for_network(self.frame_bgr, self.scale)
 
     def __call__(self):
         return self.finish(self.model.predict(self.network_input()))
 
     def finish(self, prediction):
         """Return the keyframe's state at camera resolution from the network's prediction."""
-        return PropagationState.from_prediction(prediction, self.frame_bgr.shape[:2])
+        return PropagationState.from_prediction(prediction, self.frame_bgr.shape[:2],
+                                                self.upsample)
 
 
 class FrameStepper:
@@ -206,7 +213,9 @@ class FrameStepper:
             self._scheduler.force_keyframe()
 
     def _request_keyframe(self, image_bgr, seq, op) -> PendingKeyframe:
-        work = KeyframeWork(self._inference.model, image_bgr, op.downscale)
+        model = self._inference.model
+        advise_scale(model, image_bgr.shape[:2], op.downscale, self.name)
+        work = KeyframeWork(model, image_bgr, op.downscale, self._config.model.upsample)
         try:
             request = self._inference.submit(self._key, 'keyframe', seq, work,
                                              self._propagation.staleness)
@@ -251,8 +260,11 @@ class FrameStepper:
         features = state.aligned_features(timer)
         probs_warped = state.aligned_probs(timer)
 
-        def work(image=image_bgr, downscale=op.downscale):
-            return refiner.refine(downscale_image(image, downscale), probs_warped, features)
+        scale = network_scale(image_bgr.shape[:2], op.downscale,
+                              input_short_side(self._inference.model))
+
+        def work(image=image_bgr):
+            return refiner.refine(resize_for_network(image, scale), probs_warped, features)
 
         request = self._inference.submit(self._key, 'refine', seq, work)
         if not self._wait(request):

@@ -22,6 +22,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from evs_ros.pipeline.network_input import describe_input
 from evs_ros.ros import params
 from evs_ros.ros.cameras import CameraSet
 
@@ -146,7 +147,8 @@ def ready_text(config, cameras: CameraSet) -> str:
         else ''
     return (f'EVS ready: cameras={list(cameras.cameras)} operating point {op.name} '
             f'(D={op.downscale} S={op.keyframe_interval} W={op.warp} R={op.refine}{no_refiner}'
-            f'{" adaptive" if op.adaptive else ""}) backend={config.model.backend}')
+            f'{" adaptive" if op.adaptive else ""}) backend={config.model.backend}, '
+            f'{describe_input(cameras.runtime.model)}')
 
 
 def apply_config(node, config) -> None:

@@ -89,6 +89,7 @@ def process_video(args, pipeline, model, config) -> Dict[str, object]:
 
     from evs_ros.data.classes import visualizer_for_model
     from evs_ros.data.video import VideoWriter, iter_video, video_fps
+    from evs_ros.pipeline.network_input import describe_input
     labels_dir = os.path.join(args.out, 'labels')
     os.makedirs(labels_dir, exist_ok=True)
     visualizer = visualizer_for_model(config, model)
@@ -115,7 +116,8 @@ def process_video(args, pipeline, model, config) -> Dict[str, object]:
     return summarize(infos, wall_s, {
         'video': os.path.abspath(args.video), 'resolution': f'{width}x{height}',
         'operating_point': config.operating_point.name, 'backend': config.model.backend,
-        'refiner': config.model.refiner, 'class_names': list(visualizer.class_names),
+        'refiner': config.model.refiner, 'network_input': describe_input(model),
+        'class_names': list(visualizer.class_names),
         'labels_dir': labels_dir, 'overlay': overlay_path if writer is not None else None})
 
 
