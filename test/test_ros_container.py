@@ -8,7 +8,7 @@ import pytest
 from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
 
 from counting_models import NETWORK_LOG_ENV, networks_built
-from evs_ros.ros.player import FramePlayer, stop_node
+from evs_ros.testing.player import FramePlayer, stop_node
 from ros_clients import (
     ServiceCaller, answer, exit_code, parameter_msg, read_log, start_executable, wait_until,
 )

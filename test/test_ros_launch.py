@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from evs_ros.ros import launch_support
-from evs_ros.ros.player import FramePlayer, stop_node
+from evs_ros.testing.player import FramePlayer, stop_node
 from node_harness import FAKE_BACKEND
 from test_ros_params import ParameterClient
 

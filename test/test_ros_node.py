@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from evs_ros.ros.player import OUTPUT_TOPICS, FramePlayer, image_msg, start_node, stop_node
+from evs_ros.testing.player import OUTPUT_TOPICS, FramePlayer, image_msg, start_node, stop_node
 from node_harness import uniform_frame
 
 PARAMS_FILE = os.path.join(REPO, 'config', 'evs.yaml')
@@ -50,7 +50,7 @@ def test_status_message_round_trips_over_dds(ros_env):
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         publisher = client.node.create_publisher(FrameStatus, 'roundtrip/status', qos)
         assert client.wait_for(lambda: publisher.get_subscription_count() > 0, 20)
-        sent = FrameStatus(camera='front', operating_point='EVS07', keyframe=True,
+        sent = FrameStatus(camera='front', operating_point='EVS07', keyframe_requested=True,
                            frames_since_keyframe=3, refined=True, inconsistent_fraction=0.25,
                            flow_ms=4.5, latency_ms=12.0, frames_received=7, frames_dropped=2)
         sent.header.frame_id = 'cam'
@@ -88,8 +88,11 @@ def test_node_outputs_carry_input_headers_and_labels(node_with_client):
     for i, values in enumerate(label_values):  # every output comes from a keyframe at or before it
         assert len(values) == 1 and values.pop() <= i
     statuses = client.messages('status')
-    assert statuses[0].keyframe and statuses[0].operating_point == 'EVS05'
-    assert sum(s.keyframe for s in statuses) >= 3  # EVS05: S=3 over 9 frames
+    first = statuses[0]
+    assert first.keyframe_requested and first.labels_from_network
+    assert first.frames_since_keyframe == 0
+    assert first.operating_point == 'EVS05'
+    assert sum(s.keyframe_requested for s in statuses) >= 3  # EVS05: S=3 over 9 frames
 
 
 def test_node_works_with_best_effort_sensor_qos_in_a_namespace(node_with_client):

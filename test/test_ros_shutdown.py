@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from evs_ros.ros.player import FramePlayer, start_node, stop_node
+from evs_ros.testing.player import FramePlayer, start_node, stop_node
 from node_harness import PARAMS_FILE, SLOW_BACKEND, stamp, uniform_frame
 
 EXIT_TIMEOUT_S = 30.0
