@@ -169,3 +169,20 @@ def test_bad_values_are_rejected_with_a_reason_and_nothing_changes(node):
     statuses = play(harness, 0, 4)
     assert {s.operating_point for s in statuses} == {'EVS05'}
     assert [s.keyframe_requested for s in statuses] == [True, False, False, True]
+
+
+def test_an_integer_for_a_float_parameter_is_taken_as_the_float(node):
+    from rclpy.node import Node
+    harness, params = node()
+    results = params.set(flow__scale=1, operating_point__downscale=1)  # `ros2 param set ... 1`
+    if not hasattr(Node, 'add_pre_set_parameters_callback'):  # Humble: README says give 1.0
+        assert not results[0].successful and 'Wrong parameter type' in results[0].reason
+        return
+    assert all(result.successful for result in results), results
+    values = params.call('get', names=['flow.scale', 'operating_point.downscale']).values
+    assert [(v.type, v.double_value) for v in values] == \
+        [(ParameterType.PARAMETER_DOUBLE, 1.0)] * 2
+    results = params.set(flow__scale=2)
+    assert not results[0].successful and 'flow.scale' in results[0].reason, 'ranges still hold'
+    results = params.set(operating_point__keyframe_interval=3.0)
+    assert not results[0].successful, 'a float for an integer parameter is still refused'

@@ -340,6 +340,9 @@ class CameraSet:
         for io in self.cameras.values():
             if io.stream is not None:
                 self.runtime.remove_stream(self._stream_name(io))
+                self.node.get_logger().info(
+                    f'[{io.name}] stopped after {io.outputs} outputs ({io.rejected} inputs '
+                    f'refused, {io.dropped} dropped); nothing is published any more')
             io.stop()
 
     def _destroy_publishers(self) -> None:
