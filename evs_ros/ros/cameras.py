@@ -43,6 +43,8 @@ from evs_ros.ros.label_info import label_info_publisher, publish_label_info
 from evs_ros.ros.logs import REPEAT_LOG_PERIOD_S
 
 DIAGNOSTICS_PERIOD_S = 1.0
+PUBLISH_QUEUE = 2
+"""Results that may wait for a camera's publishing thread."""
 OUTPUT_TOPICS = ('labels', 'labels_color', 'overlay', 'inconsistency_mask', 'status')
 STAGES = RESULT_STAGES + ('total_ms',)
 
@@ -93,6 +95,57 @@ class RejectionLog:
         return sum(self.counts.values())
 
 
+class PublishThread:
+    """Publishes a camera's results on a thread of its own, in order, every one of them.
+
+    The flow worker hands results over with :meth:`put` and goes on with the next frame's flow;
+    making the colours, the overlay and the messages costs as much as a propagated frame's flow
+    when every output has subscribers (docs/benchmarks.md section 17). At most
+    :data:`PUBLISH_QUEUE` results wait: a flow worker that is faster than publishing waits for
+    room (nothing is dropped here; the input buffer drops the oldest frames instead).
+
+    Args:
+        publish: ``result -> None``, run on this thread.
+        name: thread name.
+    """
+
+    def __init__(self, publish: Callable, name: str):
+        self.publish = publish
+        self.pending = collections.deque()
+        self.cond = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread.start()
+
+    def put(self, result) -> None:
+        with self.cond:
+            while len(self.pending) >= PUBLISH_QUEUE and not self.closed:
+                self.cond.wait()
+            if not self.closed:
+                self.pending.append(result)
+                self.cond.notify_all()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop: results still waiting are dropped, and nothing is published after this."""
+        with self.cond:
+            self.closed = True
+            self.pending.clear()
+            self.cond.notify_all()
+        if threading.current_thread() is not self.thread:
+            self.thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self.pending and not self.closed:
+                    self.cond.wait()
+                if self.closed:
+                    return
+                result = self.pending.popleft()
+                self.cond.notify_all()
+            self.publish(result)
+
+
 class CameraIO:
     """Subscriptions, publishers and counters of one camera (topics under ``prefix``)."""
 
@@ -100,7 +153,7 @@ class CameraIO:
         self.prefix = f'{name}/' if name else ''
         self.name = name or 'camera'
         self.node, self.owner = node, owner
-        self.stream = None
+        self.stream = self.publisher = None
         self.subscriptions = []
         self.rejections = RejectionLog(node.get_logger().name)
         self.accepted = self.rejected_stamps = self.dropped = self.outputs = 0
@@ -129,8 +182,16 @@ class CameraIO:
         """Messages refused so far (conversion, size or stamp)."""
         return self.rejections.total + self.rejected_stamps
 
+    def on_output(self, result) -> None:
+        """The stream's output callback (flow-worker thread): hand over to the publisher."""
+        if self.publisher is not None:
+            self.publisher.put(result)
+        else:
+            self.publish(result)
+
     def start(self, stream) -> None:
-        """Subscribe the inputs; frames go to ``stream`` (a runtime stream)."""
+        """Subscribe the inputs; frames go to ``stream`` (a runtime stream whose ``on_output``
+        is :meth:`on_output`)."""
         self.stream, self.errors_seen = stream, 0
         self.health = health.CameraHealth(self.owner.config.publish)
         publish = self.owner.config.publish
@@ -149,7 +210,10 @@ class CameraIO:
         publish_label_info(self.node, self.label_info, self.owner.visualizer.class_names)
 
     def stop(self) -> None:
-        """Destroy the subscriptions (the stream must be closed first)."""
+        """Stop publishing and destroy the subscriptions (the stream must be closed first)."""
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
         for entity in self.subscriptions:
             self.node.destroy_subscription(entity)
         self.subscriptions, self.stream = [], None
@@ -278,10 +342,14 @@ class CameraSet:
         runtime: the (possibly shared) :class:`~evs_ros.pipeline.runtime.EvsRuntime`.
         visualizer: the :class:`~evs_ros.data.labels.Visualizer` of the network's classes.
         camera_names: camera namespaces ('' = the node's own topics).
+        publish_thread: publish each camera's outputs on a thread of its own
+            (:class:`PublishThread`); False publishes on the stream's flow worker (measurements).
     """
 
-    def __init__(self, node, config, runtime, visualizer, camera_names: List[str]):
+    def __init__(self, node, config, runtime, visualizer, camera_names: List[str],
+                 publish_thread: bool = True):
         self.node, self.config, self.runtime, self.visualizer = node, config, runtime, visualizer
+        self.publish_thread = publish_thread
         self.name = node.get_fully_qualified_name()
         self.cameras: Dict[str, CameraIO] = {}
         self._diag_lock = threading.Lock()
@@ -306,7 +374,10 @@ class CameraSet:
         """Open a runtime stream per camera and subscribe the inputs."""
         try:
             for io in self.cameras.values():
-                io.start(self.runtime.add_stream(self._stream_name(io), io.publish, self.config))
+                name = self._stream_name(io)
+                if self.publish_thread:
+                    io.publisher = PublishThread(io.publish, f'evs-publish-{io.name}')
+                io.start(self.runtime.add_stream(name, io.on_output, self.config))
         except BaseException:  # a shared runtime must not keep streams of a refused node
             self._stop_streams()
             raise
@@ -338,12 +409,14 @@ class CameraSet:
 
     def _stop_streams(self) -> None:
         for io in self.cameras.values():
-            if io.stream is not None:
+            running = io.stream is not None
+            if running:
                 self.runtime.remove_stream(self._stream_name(io))
+            io.stop()
+            if running:
                 self.node.get_logger().info(
                     f'[{io.name}] stopped after {io.outputs} outputs ({io.rejected} inputs '
                     f'refused, {io.dropped} dropped); nothing is published any more')
-            io.stop()
 
     def _destroy_publishers(self) -> None:
         for io in self.cameras.values():
