@@ -75,8 +75,10 @@ def generate_launch_description():
 
 
 def launch_setup(context, share):
-    """The actions for the given arguments (run by launch once they are known); a bad argument
-    raises its one-line reason (launch exit code 1)."""
+    """Return the actions for the given arguments (run by launch once they are known).
+
+    A bad argument raises its one-line reason (launch exit code 1).
+    """
     values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     values['log_level'] = parse_log_level(values['log_level'])
     if values['container']:
@@ -93,7 +95,7 @@ async def load_and_report(context, container, request):
 
 
 def node_parameters(values):
-    """The params file, then what the arguments set (later entries win)."""
+    """Return the params file, then what the arguments set (later entries win)."""
     parameters = [values['params_file']] if values['params_file'] else []
     parameters.append({name: ParameterValue(value, value_type=type(value))
                        for name, value in node_overrides(values).items()})

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-SUBSCRIBER = '''
+SUBSCRIBER = """
 import sys, rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -42,7 +42,7 @@ try:
     rclpy.spin(node)
 except BaseException:
     pass
-'''
+"""
 
 
 def parse_args(argv=None):
@@ -54,7 +54,7 @@ def parse_args(argv=None):
     parser.add_argument('--topics', choices=('all', 'labels'), default='all')
     parser.add_argument('--publishers', default='inline,thread',
                         help='where the node publishes, measured in turn: inline (on the flow '
-                        'worker) and/or thread (the node\'s publishing thread)')
+                        "worker) and/or thread (the node's publishing thread)")
     parser.add_argument('--repeats', type=int, default=3,
                         help='runs per size and publisher, interleaved (medians are reported)')
     parser.add_argument('--backend', default='icnet:default')
@@ -76,8 +76,10 @@ def clip(path, size_wh, count):
 
 
 class Timed:
-    """Wraps a callable of one result: its duration in ms per call, with the result's keyframe
-    flag and stepper time."""
+    """Wraps a callable of one result and records its duration in ms per call.
+
+    With the result's keyframe flag and stepper time.
+    """
 
     def __init__(self, function):
         self.function, self.rows = function, []
@@ -93,7 +95,7 @@ def measure(args, size_wh, publisher, config, model, env):
     import rclpy
     from std_msgs.msg import Header
 
-    from evs_ros.data.labels import Visualizer
+    from evs_ros.data.classes import visualizer_for_model
     from evs_ros.pipeline.runtime import EvsRuntime
     from evs_ros.ros import cameras as cameras_module
     from evs_ros.testing.player import dds_environment
@@ -103,7 +105,7 @@ def measure(args, size_wh, publisher, config, model, env):
         rclpy.init(args=[], context=context, domain_id=int(env['ROS_DOMAIN_ID']))
         node = rclpy.create_node('evs_publish_cost', context=context)
     runtime = EvsRuntime(config, model)
-    cameras = cameras_module.CameraSet(node, config, runtime, Visualizer.for_model(config, model),
+    cameras = cameras_module.CameraSet(node, config, runtime, visualizer_for_model(config, model),
                                        [''], publish_thread=publisher == 'thread')
     io = cameras.cameras['']
     publishing = io.publish = Timed(io.publish)  # the work, wherever it runs

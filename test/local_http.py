@@ -127,7 +127,7 @@ class FakeHub(_Server):
 
 
 def closed_port_url(path: str = '/file.bin') -> str:
-    """A URL on 127.0.0.1 where nothing listens (connection refused)."""
+    """Return a URL on 127.0.0.1 where nothing listens (connection refused)."""
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
@@ -135,8 +135,11 @@ def closed_port_url(path: str = '/file.bin') -> str:
 
 
 def isolate_caches(tmp_path, monkeypatch, *unset) -> None:
-    """Empty evs_ros and Hugging Face caches under ``tmp_path``, no proxy for 127.0.0.1 and no
-    hub settings from the environment (plus the variables named in ``unset``)."""
+    """Use empty evs_ros and Hugging Face caches under ``tmp_path``.
+
+    No proxy for 127.0.0.1 and no hub settings from the environment (plus the variables named in
+    ``unset``).
+    """
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
     monkeypatch.setenv('HF_HOME', str(tmp_path / 'hf'))
     monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')

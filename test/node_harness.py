@@ -70,7 +70,7 @@ class DiagnosticsRecorder:
             return len(self.arrays)
 
     def status(self, name: str):
-        """The newest DiagnosticStatus called ``name`` (None before the first)."""
+        """Return the newest DiagnosticStatus called ``name`` (None before the first)."""
         with self.lock:
             for array in reversed(self.arrays):
                 for status in array.status:
@@ -79,18 +79,18 @@ class DiagnosticsRecorder:
         return None
 
     def seen(self, name: str, level: bytes, text: str) -> bool:
-        """Some status called ``name`` so far had ``level`` and ``text`` in its message."""
+        """Tell whether a status ``name`` so far had ``level`` and ``text`` in its message."""
         with self.lock:
             return any(status.name == name and status.level == level and text in status.message
                        for array in self.arrays for status in array.status)
 
     def values(self, array, name: str) -> dict:
-        """The key/value pairs of the status called ``name`` in ``array``."""
+        """Return the key/value pairs of the status called ``name`` in ``array``."""
         status = next(s for s in array.status if s.name == name)
         return {kv.key: kv.value for kv in status.values}
 
     def values_of(self, name: str) -> dict:
-        """The key/value pairs of the newest status called ``name`` ({} before the first)."""
+        """Return the key/value pairs of the newest status ``name`` ({} before the first)."""
         status = self.status(name)
         return {} if status is None else {kv.key: kv.value for kv in status.values}
 

@@ -1,6 +1,8 @@
-"""Layering: imports point one way, config <- {data, flow} <- models <- pipeline <-
-{training, evaluation, bags} <- ros <- testing <- tools, and only the ROS adapter (evs_ros/ros)
-and the DDS harness (evs_ros/testing) import ROS packages.
+"""Layering.
+
+Imports point one way, config <- {data, flow} <- models <- pipeline <- {training, evaluation, bags}
+<- ros <- testing <- tools, and only the ROS adapter (evs_ros/ros) and the DDS harness
+(evs_ros/testing) import ROS packages.
 
 ``data`` is a leaf beside ``flow`` (labels, datasets, readers). ``testing`` is the DDS harness of
 the tests and benchmarks (players, node sessions): not part of the node, so it sits above
@@ -27,7 +29,7 @@ ROS_LAYERS = ('ros', 'testing')
 
 
 def _imports(path: Path):
-    """Module names of every import statement in ``path`` (lazy ones included)."""
+    """Yield the module names of every import statement in ``path`` (lazy ones included)."""
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
@@ -77,7 +79,7 @@ def test_only_the_ros_adapter_and_the_harness_import_ros_packages():
 
 
 def _is_ros(module: str) -> bool:
-    """A ROS package or our generated messages (only the ROS adapter may use them)."""
+    """Tell whether ``module`` is a ROS package or our generated messages (ROS adapter only)."""
     return module.split('.')[0] in ROS_MODULES or module.startswith('evs_ros.msg')
 
 

@@ -35,7 +35,7 @@ OWN_NAMES = {0: 'floor', 1: 'wall', 2: 'robot', 3: 'person', 4: 'sky'}
 
 @pytest.fixture(scope='module')
 def model_dirs(tmp_path_factory):
-    """family -> saved tiny model with 5 non-Cityscapes classes (built on first use)."""
+    """Map family -> saved tiny model with 5 non-Cityscapes classes (built on first use)."""
     cache = {}
 
     def get(family):

@@ -53,7 +53,7 @@ def served(tmp_path, monkeypatch):
 
 
 def write_camvid_clip(path, frames: int = 6):
-    """The first frames of the real CamVid drive as an mp4 (480x360)."""
+    """Return the first frames of the real CamVid drive as an mp4 (480x360)."""
     sequence = list_sequences(real_path('camvid'), 'val')[0]
     with VideoWriter(str(path), fps=15.0) as writer:
         for image_path in sequence.images[:frames]:

@@ -1,5 +1,7 @@
-"""Several cameras in one evs_node, topics nobody subscribes to, and /diagnostics (installed node,
-real DDS). Cameras share one inference worker but keep their own state and outputs.
+"""Several cameras in one evs_node, idle topics and /diagnostics (installed node, real DDS).
+
+Topics nobody subscribes to are not published. Cameras share one inference worker but keep their
+own state and outputs.
 """
 
 import numpy as np

@@ -1,5 +1,8 @@
-"""Integration: the installed evs_container over real DDS, called as ros2 component and
-launch_ros call it (composition_interfaces LoadNode / ListNodes / UnloadNode)."""
+"""Integration.
+
+The installed evs_container over real DDS, called as ros2 component and launch_ros call it
+(composition_interfaces LoadNode / ListNodes / UnloadNode).
+"""
 
 import os
 import signal
@@ -179,7 +182,7 @@ def test_multi_threaded_container_serves_frames_while_loading(container):
 
 
 def launch_values(**changes):
-    """The launch file's arguments as launch gives them to load_request (strings)."""
+    """Return the launch file's arguments as launch gives them to load_request (strings)."""
     values = {'namespace': 'front', 'image': '/cam/image_raw', 'image_transport': 'raw',
               'params_file': '', 'operating_point': 'evs9', 'log_level': 'info', 'rviz': 'false',
               'container': '/evs_container'}

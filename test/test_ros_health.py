@@ -1,5 +1,7 @@
-"""The /diagnostics level of a camera and its reasons (evs_ros.ros.health), with a fake clock:
-every transition (STALE, OK, WARN, ERROR and back) without ROS."""
+"""The /diagnostics level of a camera and its reasons (evs_ros.ros.health), with a fake clock.
+
+Every transition (STALE, OK, WARN, ERROR and back), without ROS.
+"""
 
 from dataclasses import replace
 
@@ -19,8 +21,10 @@ class Camera:
         self.health = CameraHealth(PUBLISH, clock=lambda: self.now_s)
 
     def frames(self, good: int = 0, rejected: int = 0, failed: int = 0, outputs: int = None):
-        """Frames arriving over one second (``outputs``: how many are output, default all the
-        good ones); then the level and reasons."""
+        """Feed frames arriving over one second; return the level and reasons then.
+
+        ``outputs``: how many are output (default: all the good ones).
+        """
         c = self.counters
         for index in range(good + rejected):  # the bad ones first
             self.health.frame_arrived()

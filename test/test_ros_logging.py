@@ -1,6 +1,9 @@
-"""Pipeline log lines through the node's logger: they carry the node's name, reach /rosout and
-obey --log-level; a stream's repeats are throttled, tracebacks go to DEBUG. Unit tests of the
-forwarder (fake ROS loggers) and the installed node over real DDS (reading /rosout)."""
+"""Pipeline log lines through the node's logger.
+
+They carry the node's name, reach /rosout and obey --log-level; a stream's repeats are
+throttled, tracebacks go to DEBUG. Unit tests of the forwarder (fake ROS loggers) and the
+installed node over real DDS (reading /rosout).
+"""
 
 import logging
 import threading
@@ -27,7 +30,7 @@ class FakeRosLogger:
 
 
 def forwarding(enabled=10):
-    """A forwarder on a private Python logger; returns (logger, forwarder, calls)."""
+    """Return a forwarder on a private Python logger: (logger, forwarder, calls)."""
     calls = []
     forwarder = PipelineLogForwarder(lambda name: FakeRosLogger(name, calls, enabled))
     logger = logging.getLogger(f'evs_ros_test_{id(calls)}')
@@ -51,7 +54,7 @@ def test_stream_records_go_to_their_node_throttled_per_cause():
                      ('front.evs_node', 'right: frame rejected: stamp 6'),
                      ('rear.evs_node', 'camera: resolution changed')]
     assert all(kwargs == {'throttle_duration_sec': REPEAT_LOG_PERIOD_S}
-               for *_, kwargs in calls), 'a stream\'s records are throttled'
+               for *_, kwargs in calls), "a stream's records are throttled"
     objects = [object_id for _, object_id, *_ in calls]
     assert objects[0] == objects[1] and len(set(objects)) == 3, 'one throttle per cause'
 

@@ -146,7 +146,7 @@ def test_compressed_input_follows_the_image_remap_and_camera_info_is_passed_thro
         assert all(set(np.frombuffer(bytes(m.data), np.uint8)) == {30 // 14} for m in labels)
         assert client.wait_for(lambda: len(infos) >= 2, 10), 'camera_info beside the labels'
         assert {(i.header.stamp.sec, i.header.frame_id) for i in infos} <= \
-            {(m.header.stamp.sec, m.header.frame_id) for m in labels}, 'the labels\' headers'
+            {(m.header.stamp.sec, m.header.frame_id) for m in labels}, "the labels' headers"
         assert list(infos[-1].k) == list(info.k) and infos[-1].width == 96
     finally:
         client.close()

@@ -1,7 +1,8 @@
-"""Stopping the installed evs_node as a terminal or ROS 2 launch does: signals to its process
-group, idle or while frames flow. Every way ends with exit code 0, no traceback or RCL error in
-its output, and nothing published after the node said it stopped (the player never receives
-more outputs than the node's last line counts).
+"""Stopping the installed evs_node as a terminal or ROS 2 launch does.
+
+Signals to its process group, idle or while frames flow. Every way ends with exit code 0, no
+traceback or RCL error in its output, and nothing published after the node said it stopped (the
+player never receives more outputs than the node's last line counts).
 """
 
 import os
@@ -45,8 +46,10 @@ class Stream:
 
 
 def send(process: subprocess.Popen, names) -> None:
-    """Signals by name to the node's process group, 20 ms apart (a terminal's Ctrl-C reaches
-    every process of the group; launch then signals the node again)."""
+    """Send signals by name to the node's process group, 20 ms apart.
+
+    A terminal's Ctrl-C reaches every process of the group; launch then signals the node again.
+    """
     for i, name in enumerate(names):
         if i:
             time.sleep(0.02)

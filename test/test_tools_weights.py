@@ -21,7 +21,7 @@ SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    """Caches in tmp_path; ``add(name, **fields)`` writes a catalogue entry for the CLI."""
+    """Isolate caches in tmp_path; ``add(name, **fields)`` writes a catalogue entry."""
     isolate_caches(tmp_path, monkeypatch)
     catalogue_path = tmp_path / 'catalogue.yaml'
     catalogue_path.write_text('{}')

@@ -1,5 +1,6 @@
-"""Tiny random-init Hugging Face segmentation models (SegFormer, UperNet-ConvNeXt, Mask2Former and
-MaskFormer with Swin) saved with ``save_pretrained``, for tests.
+"""Tiny random-init Hugging Face segmentation models saved with ``save_pretrained``, for tests.
+
+SegFormer, UperNet-ConvNeXt, Mask2Former and MaskFormer with Swin.
 
 ``save_tiny_model(family, directory, ...)`` writes ``config.json``, ``model.safetensors`` and,
 for SegFormer and Mask2Former, a ``preprocessor_config.json`` written by the family's image
@@ -71,7 +72,7 @@ def build_tiny_model(family: str, num_labels: int = 5,
 
 
 def classifier_of(network, family: str) -> torch.nn.Module:
-    """The layer whose bias decides the predicted class (per pixel or per query)."""
+    """Return the layer whose bias decides the predicted class (per pixel or per query)."""
     if family in ('mask2former', 'maskformer'):
         return network.class_predictor  # (C + 1) outputs, the last one = no object
     return network.decode_head.classifier
@@ -87,7 +88,7 @@ def always_predict(network, family: str, class_index: int) -> None:
 
 
 def processor_for(family: str):
-    """The image processor saved next to ``family``'s tiny models, or None."""
+    """Return the image processor saved next to ``family``'s tiny models, or None."""
     import transformers
     if family == 'segformer':
         return transformers.SegformerImageProcessor(image_mean=list(PROCESSOR_MEAN),

@@ -107,6 +107,20 @@ class OperatingPoint:
               'operating_point.refine=True: needs operating_point.warp=True (R refines warped '
               'labels)')
 
+    @property
+    def preset_name(self) -> str:
+        """The preset this operating point starts from (``EVS05`` for ``EVS05+custom``)."""
+        return self.name.split('+')[0]
+
+    def named_after(self, preset: 'OperatingPoint') -> 'OperatingPoint':
+        """Return it named ``preset.name``, with ``+custom`` when a field differs from it."""
+        same = all(getattr(self, name) == getattr(preset, name) for name in OPERATING_POINT_FIELDS)
+        return replace(self, name=preset.name if same else f'{preset.name}+custom')
+
+
+OPERATING_POINT_FIELDS = tuple(f.name for f in fields(OperatingPoint) if f.name != 'name')
+"""What an operating point sets (D, S, W, R, adaptive policy, flow scale): all but the name."""
+
 
 def _op(name, d, s, w, r, flow_scale=0.0):
     return OperatingPoint(name=name, downscale=d, keyframe_interval=s, warp=w, refine=r,
@@ -240,7 +254,7 @@ class PublishConfig:
                                             '(network failure) clears after this many frames '
                                             'without one', (1, 100000))
     camera_info: bool = setting(True, 'republish the camera_info beside the image topic as '
-                                'camera_info beside the labels, with each output\'s header (not '
+                                "camera_info beside the labels, with each output's header (not "
                                 'needed, and skipped, when the two are the same topic)')
     overlay_alpha: float = setting(0.5, 'weight of the colours in the overlay', (0.0, 1.0))
     qos_reliability: str = setting('reliable', 'outputs: reliable (REP-2003: serves reliable and '
@@ -252,7 +266,7 @@ class PublishConfig:
         'best_effort', 'image subscription: best_effort (sensor data, matches any camera driver) '
         'or reliable', choices=QOS_RELIABILITY, restart=True)
     subscribe_compressed: bool = setting(
-        False, 'subscribe <image>/compressed (sensor_msgs/CompressedImage, image_transport\'s '
+        False, "subscribe <image>/compressed (sensor_msgs/CompressedImage, image_transport's "
         'compressed transport of the remapped image topic) instead of <image>', restart=True)
 
     def __post_init__(self):
@@ -272,8 +286,10 @@ class EvsConfig:
 
 
 def effective_flow(config: 'EvsConfig', op: Optional[OperatingPoint] = None) -> FlowConfig:
-    """The flow settings in force at ``op`` (default: the config's operating point): its own
-    ``flow_scale`` when set, else ``flow.scale``."""
+    """Return the flow settings in force at ``op`` (default: the config's operating point).
+
+    Its own ``flow_scale`` when set, else ``flow.scale``.
+    """
     op = op or config.operating_point
     return replace(config.flow, scale=op.flow_scale) if op.flow_scale else config.flow
 

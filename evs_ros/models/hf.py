@@ -138,7 +138,7 @@ def _read_config(model_dir: str, where: str):
 
 
 def _semantic_family(config, where: str) -> str:
-    """The family of ``config``; ValueError when it has no semantic segmentation head."""
+    """Return the family of ``config``; ValueError when it has no semantic segmentation head."""
     family = getattr(config, 'model_type', None)
     architectures = list(getattr(config, 'architectures', None) or ())
     supported = ', '.join(HEAD_CLASSES.values())
@@ -247,8 +247,10 @@ class HfSegmentationModel:
         return Prediction(probs=probs.cpu().numpy(), features=features.cpu().numpy())
 
     def prepare(self, image_bgr: np.ndarray) -> torch.Tensor:
-        """uint8 (H, W, 3) BGR -> float (1, 3, Hp, Wp) normalised RGB on the device, padded
-        bottom/right with zeros (the mean colour) to a multiple of ``size_divisor``."""
+        """Convert uint8 (H, W, 3) BGR to float (1, 3, Hp, Wp) normalised RGB on the device.
+
+        Padded bottom/right with zeros (the mean colour) to a multiple of ``size_divisor``.
+        """
         image = torch.from_numpy(np.ascontiguousarray(image_bgr)).to(self.device)
         rgb = image.permute(2, 0, 1).flip(0)[None].float()  # (1, 3, H, W) RGB in [0, 255]
         data = rgb * self._scale + self._offset

@@ -12,7 +12,7 @@ HUB_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$')
 
 
 def hf_cache_dir() -> str:
-    """The Hugging Face hub cache, by huggingface_hub's rules, read from the environment now.
+    """Return the Hugging Face hub cache by huggingface_hub's rules, read from the environment.
 
     ``HF_HUB_CACHE``, else ``HUGGINGFACE_HUB_CACHE``, else ``$HF_HOME/hub``, else
     ``$XDG_CACHE_HOME/huggingface/hub``, else ``~/.cache/huggingface/hub``.
@@ -26,7 +26,7 @@ def hf_cache_dir() -> str:
 
 
 def resolve_model_dir(model: str) -> str:
-    """The local directory of ``hf:MODEL``: MODEL itself, or the cached snapshot of a hub id.
+    """Return the local directory of ``hf:MODEL``: MODEL or the cached snapshot of a hub id.
 
     Raises:
         FileNotFoundError: no such directory, and not a cached hub id (the message says how to

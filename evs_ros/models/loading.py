@@ -32,8 +32,10 @@ SHIPPED = 'icnet:default'
 
 
 def resolve_backend_spec(spec: str) -> str:
-    """``weights:NAME`` -> the SPEC of the cached checkpoint; ``auto`` -> :func:`auto_backend`;
-    other SPECs unchanged."""
+    """``weights:NAME`` -> the SPEC of the cached checkpoint.
+
+    ``auto`` -> :func:`auto_backend`; other SPECs unchanged.
+    """
     if spec == AUTO:
         spec = auto_backend()
     if spec.startswith('weights:'):
@@ -66,7 +68,7 @@ def auto_backend() -> str:
 
 
 def describe_backend(spec: str) -> str:
-    """What ``spec`` (as given, before resolving) runs, in words for reports and logs."""
+    """Say what ``spec`` (as given, before resolving) runs, in words for reports and logs."""
     if spec == SHIPPED:
         return 'the shipped ICNet (trained only on synthetic streets)'
     if spec.startswith('weights:'):

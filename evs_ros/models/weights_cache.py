@@ -25,6 +25,7 @@ from dataclasses import fields
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
+from evs_ros.config import truth_value
 from evs_ros.errors import one_line
 from evs_ros.models.download import ChecksumError, DownloadError, OfflineError, download
 from evs_ros.models.weights_catalogue import WeightsEntry, builtin_catalogue
@@ -79,7 +80,7 @@ def read_catalogue_file(path: str) -> Dict[str, WeightsEntry]:
 
 
 def find_entry(name: str, catalogue: Optional[Dict[str, WeightsEntry]] = None) -> WeightsEntry:
-    """The catalogue entry ``name``, or an ad-hoc hub entry for a raw hub id ``org/model``."""
+    """Return the catalogue entry ``name``, or an ad-hoc entry for a raw hub id ``org/model``."""
     catalogue = load_catalogue() if catalogue is None else catalogue
     if name in catalogue:
         return catalogue[name]
@@ -99,7 +100,7 @@ def evs_cache_dir() -> str:
 
 
 def hf_cache_dir() -> str:
-    """The Hugging Face hub cache with huggingface_hub's precedence, read from the env now."""
+    """Return the Hugging Face hub cache with huggingface_hub's precedence, from the env now."""
     explicit = os.environ.get('HF_HUB_CACHE') or os.environ.get('HUGGINGFACE_HUB_CACHE')
     if explicit:
         return os.path.expanduser(os.path.expandvars(explicit))
@@ -109,14 +110,14 @@ def hf_cache_dir() -> str:
 
 
 def file_paths(entry: WeightsEntry) -> Tuple[str, str]:
-    """(downloaded file, converted checkpoint or '') of a ``file`` entry in the evs_ros cache."""
+    """Return (downloaded file, converted checkpoint or '') of a ``file`` entry."""
     filename = entry.filename or os.path.basename(urlparse(entry.source).path) or entry.name
     path = os.path.join(evs_cache_dir(), entry.name, filename)
     return path, (os.path.splitext(path)[0] + '.pt' if entry.convert else '')
 
 
 def cache_location(entry: WeightsEntry) -> str:
-    """The folder that holds ``entry`` once fetched (what to copy to an offline machine)."""
+    """Return the folder that holds ``entry`` once fetched (what to copy to an offline machine)."""
     if entry.kind == 'hub':
         return os.path.join(hf_cache_dir(), 'models--' + entry.source.replace('/', '--'))
     return os.path.dirname(file_paths(entry)[0])
@@ -257,7 +258,7 @@ def _get_hub(entry: WeightsEntry) -> str:
     cached = hub_snapshot(entry.source, entry.revision)
     if cached:
         return cached
-    if os.environ.get('HF_HUB_OFFLINE', '').strip().lower() in ('1', 'true', 'yes', 'on'):
+    if truth_value(os.environ.get('HF_HUB_OFFLINE', '')):
         raise OfflineError(f'HF_HUB_OFFLINE is set and {entry.source} is not in the cache: unset '
                            f'it to download here, or {_fetch_hint(entry)}')
     snapshot = _download_hub(entry, os.environ.get('HF_ENDPOINT') or None)

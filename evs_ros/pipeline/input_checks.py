@@ -1,5 +1,6 @@
-"""What a frame must be before a stream takes it (design §4): a uint8 BGR image no smaller than
-the network's stride.
+"""What a frame must be before a stream takes it (design §4).
+
+A uint8 BGR image no smaller than the network's stride.
 
 The networks downsample their input by up to :data:`NETWORK_STRIDE_PX` (ICNet's 1/32 branch,
 SegFormer's last stage, the UperNet and Mask2Former backbones): a frame with a side under that
@@ -24,19 +25,21 @@ class FrameRejected(ValueError):
 
 
 def min_frame_side_px(model) -> int:
-    """The smallest frame side ``model`` is given: its ``stride_px``, else the default."""
+    """Return the smallest frame side ``model`` is given: its ``stride_px``, else the default."""
     return int(getattr(model, 'stride_px', NETWORK_STRIDE_PX))
 
 
 def check_frame(image_bgr: np.ndarray, min_side_px: int) -> None:
-    """Raise :class:`FrameRejected` unless ``image_bgr`` is uint8 (H, W, 3) with H and W at least
-    ``min_side_px``."""
+    """Raise :class:`FrameRejected` unless ``image_bgr`` is uint8 (H, W, 3) and big enough.
+
+    ``min_side_px``: the smallest side accepted (:func:`min_frame_side_px`).
+    """
     if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise FrameRejected(f'frame must be uint8 (H, W, 3) BGR, got {image_bgr.dtype} '
                             f'{image_bgr.shape}', 'format')
     height, width = image_bgr.shape[:2]
     if min(height, width) < min_side_px:
         raise FrameRejected(
-            f'frame {width}x{height} is smaller than the network\'s stride: frames need at least '
-            f'{min_side_px} px on each side (resize upstream, e.g. image_proc\'s resize)',
+            f"frame {width}x{height} is smaller than the network's stride: frames need at least "
+            f"{min_side_px} px on each side (resize upstream, e.g. image_proc's resize)",
             'too_small')

@@ -35,8 +35,10 @@ def warm_up(model, refiner=None, size_hw: Tuple[int, int] = WARM_UP_HW) -> float
 
 
 def pool_key(config: EvsConfig) -> tuple:
-    """What must match for two users to share a runtime: the networks (not the palette, which
-    only colours) and the inference worker's settings."""
+    """Return what must match for two users to share a runtime.
+
+    The networks (not the palette, which only colours) and the inference worker's settings.
+    """
     model, runtime = config.model, config.runtime
     return (model.backend, model.refiner, model.device, model.fp16, runtime.inference_threads,
             runtime.keyframe_priority, runtime.keyframe_batch)
@@ -51,7 +53,7 @@ class RuntimePool:
         self._users: Dict[int, int] = {}
 
     def acquire(self, config: EvsConfig, need_refiner: bool = True) -> EvsRuntime:
-        """A runtime for ``config.model`` (loaded and warmed up on first use).
+        """Return a runtime for ``config.model`` (loaded and warmed up on first use).
 
         Raises whatever :func:`~evs_ros.models.loading.load_models` raises (one-line reasons).
         """

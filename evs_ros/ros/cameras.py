@@ -50,8 +50,11 @@ STAGES = RESULT_STAGES + ('total_ms',)
 
 
 def create_publisher(node, msg_type, topic: str, qos_profile, **kwargs):
-    """A publisher of ``node``; a lifecycle node gets a lifecycle publisher (enabled while the
-    node is active, silent otherwise)."""
+    """Create a publisher of ``node``.
+
+    A lifecycle node gets a lifecycle publisher (enabled while the node is active, silent
+    otherwise).
+    """
     create = getattr(node, 'create_lifecycle_publisher', None) or node.create_publisher
     return create(msg_type, topic, qos_profile, **kwargs)
 
@@ -62,13 +65,15 @@ def destroy_publisher(node, publisher) -> None:
 
 
 def camera_info_topic(image_topic: str) -> str:
-    """The camera_info beside a resolved image topic: `/cam/image_raw` -> `/cam/camera_info`."""
+    """Return the camera_info beside an image topic: `/cam/image_raw` -> `/cam/camera_info`."""
     return image_topic.rsplit('/', 1)[0] + '/camera_info'
 
 
 class RejectionLog:
-    """Counts refused inputs per cause and logs one line per cause at most every
-    :data:`~evs_ros.ros.logs.REPEAT_LOG_PERIOD_S` (rclpy throttles per logger object).
+    """Counts refused inputs per cause and logs them, one line per cause at a time.
+
+    At most one line per cause every :data:`~evs_ros.ros.logs.REPEAT_LOG_PERIOD_S` (rclpy
+    throttles per logger object).
 
     Args:
         logger_name: the node's ROS logger name (lines carry it and reach /rosout).
@@ -183,15 +188,17 @@ class CameraIO:
         return self.rejections.total + self.rejected_stamps
 
     def on_output(self, result) -> None:
-        """The stream's output callback (flow-worker thread): hand over to the publisher."""
+        """Take the stream's output (flow-worker thread): hand it over to the publisher."""
         if self.publisher is not None:
             self.publisher.put(result)
         else:
             self.publish(result)
 
     def start(self, stream) -> None:
-        """Subscribe the inputs; frames go to ``stream`` (a runtime stream whose ``on_output``
-        is :meth:`on_output`)."""
+        """Subscribe the inputs; frames go to ``stream``.
+
+        ``stream``: a runtime stream whose ``on_output`` is :meth:`on_output`.
+        """
         self.stream, self.errors_seen = stream, 0
         self.health = health.CameraHealth(self.owner.config.publish)
         publish = self.owner.config.publish
@@ -258,7 +265,7 @@ class CameraIO:
             self.health.rejected(self.accepted + self.rejected)
 
     def wanted(self, topic: str) -> bool:
-        """Publishing ``topic`` is switched on and somebody subscribes to it."""
+        """Tell whether ``topic`` is switched on and somebody subscribes to it."""
         return (getattr(self.owner.config.publish, topic)
                 and self.publishers[topic].get_subscription_count() > 0)
 
@@ -327,7 +334,7 @@ class CameraIO:
         return msg
 
     def counters(self, stats) -> health.Counters:
-        """The counts :class:`~evs_ros.ros.health.CameraHealth` judges."""
+        """Return the counts :class:`~evs_ros.ros.health.CameraHealth` judges."""
         return health.Counters(received=self.accepted + self.rejected, rejected=self.rejected,
                                outputs=self.outputs,
                                network_errors=int(stats.get('errors', 0)))
@@ -436,8 +443,11 @@ class CameraSet:
             self.pub_diagnostics.publish(array)
 
     def camera_diagnostics(self, io: CameraIO) -> DiagnosticStatus:
-        """One camera's DiagnosticStatus: level and reasons (:mod:`evs_ros.ros.health`), rates,
-        counts per cause, published counts and the stream's stage percentiles."""
+        """Return one camera's DiagnosticStatus.
+
+        Level and reasons (:mod:`evs_ros.ros.health`), rates, counts per cause, published counts
+        and the stream's stage percentiles.
+        """
         stats = io.stream.stats() if io.stream is not None else {}
         level, reasons = io.health.assess(io.counters(stats))
         input_hz, output_hz = io.health.rates_hz()

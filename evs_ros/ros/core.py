@@ -118,8 +118,10 @@ class NodeCore:
         self.node.get_logger().info(self.ready_text())
 
     def deactivate(self) -> bool:
-        """Stop the streams and subscriptions (nothing is published afterwards); False when
-        they were not running."""
+        """Stop the streams and subscriptions (nothing is published afterwards).
+
+        Returns False when they were not running.
+        """
         if self.cameras is None or not self.cameras.running:
             return False
         self.cameras.stop()
@@ -136,8 +138,10 @@ class NodeCore:
         return True
 
     def close(self) -> None:
-        """Everything released; pipeline logs no longer reach this node (call before
-        destroying it)."""
+        """Release everything; pipeline logs no longer reach this node.
+
+        Call it before destroying the node.
+        """
         self.cleanup()
         logs.detach(self.node)
 
@@ -157,16 +161,18 @@ class NodeCore:
     def canonical_preset(self) -> None:
         """Write ``operating_point.preset`` back in canonical form (``evs3`` -> ``EVS03``)."""
         value = self.node.get_parameter(params.PRESET).value
-        name = self.config.operating_point.name.split('+')[0]
+        name = self.config.operating_point.preset_name
         if value != name:
             self.node.set_parameters([Parameter(params.PRESET, value=name)])
 
     def visualizer_for(self, runtime):
-        """The :class:`~evs_ros.data.labels.Visualizer` of ``runtime``'s network; declares the
-        read-only ``class_names`` parameter the first time (a lifecycle node configures
-        again)."""
-        from evs_ros.data.labels import Visualizer
-        visualizer = Visualizer.for_model(self.config, runtime.model)
+        """Return the :class:`~evs_ros.data.labels.Visualizer` of ``runtime``'s network.
+
+        Declares the read-only ``class_names`` parameter the first time (a lifecycle node
+        configures again).
+        """
+        from evs_ros.data.classes import visualizer_for_model
+        visualizer = visualizer_for_model(self.config, runtime.model)
         if not self.node.has_parameter(params.CLASS_NAMES):
             self.node.declare_parameter(
                 params.CLASS_NAMES, [str(name) for name in visualizer.class_names],
@@ -176,7 +182,7 @@ class NodeCore:
         return visualizer
 
     def ready_text(self) -> str:
-        """The one log line saying that the node serves its cameras, and how."""
+        """Return the one log line saying that the node serves its cameras, and how."""
         op = self.config.operating_point
         no_refiner = ' (no Refiner: acts as off)' if op.refine and self.runtime.refiner is None \
             else ''

@@ -50,8 +50,10 @@ class Counters:
 
 
 class CameraHealth:
-    """The level and reasons of one camera: feed it events (:meth:`frame_arrived`,
-    :meth:`rejected`, :meth:`failed`) as they happen and :meth:`assess` it about once a second.
+    """The level and reasons of one camera.
+
+    Feed it events (:meth:`frame_arrived`, :meth:`rejected`, :meth:`failed`) as they happen and
+    :meth:`assess` it about once a second.
 
     Args:
         publish_config: ``diagnostics_stale_s``, ``diagnostics_min_output_ratio`` and
@@ -72,15 +74,15 @@ class CameraHealth:
         self.config = publish_config
 
     def frame_arrived(self) -> None:
-        """A message came in (good or bad); called from the subscription callback."""
+        """Note a message (good or bad); called from the subscription callback."""
         self.last_frame_s = self.clock()
 
     def rejected(self, received: int) -> None:
-        """An input was refused when ``received`` messages had come in."""
+        """Note an input refused when ``received`` messages had come in."""
         self.rejected_at = received
 
     def failed(self, received: int) -> None:
-        """The network (or a frame's processing) failed when ``received`` messages had come in."""
+        """Note a network (or frame) failure when ``received`` messages had come in."""
         self.failed_at = received
 
     def assess(self, counters: Counters) -> Tuple[int, List[str]]:
@@ -109,7 +111,7 @@ class CameraHealth:
         return level, reasons
 
     def rates_hz(self) -> Tuple[float, float]:
-        """(accepted input, output) rates over the last :data:`RATE_WINDOW_S`."""
+        """Return the (accepted input, output) rates over the last :data:`RATE_WINDOW_S`."""
         if len(self.samples) < 2:
             return 0.0, 0.0
         (first_s, first_in, first_out), (last_s, last_in, last_out) = \

@@ -17,7 +17,7 @@ except ImportError:  # not installed: names only as the class_names parameter
 
 
 def label_info_msg(class_names: Sequence[str], stamp=None):
-    """A LabelInfo listing ``class_names`` in id order (None without vision_msgs)."""
+    """Return a LabelInfo listing ``class_names`` in id order (None without vision_msgs)."""
     if LabelInfo is None:
         return None
     msg = LabelInfo()
@@ -29,8 +29,10 @@ def label_info_msg(class_names: Sequence[str], stamp=None):
 
 
 def label_info_publisher(create_publisher: Callable, topic: str) -> Optional[object]:
-    """A latched ``topic`` publisher made with ``create_publisher(type, topic, qos)``; None
-    without vision_msgs."""
+    """Return a latched ``topic`` publisher made with ``create_publisher(type, topic, qos)``.
+
+    None without vision_msgs.
+    """
     if LabelInfo is None:
         return None
     return create_publisher(LabelInfo, topic, qos.profile('reliable', 1, latched=True))

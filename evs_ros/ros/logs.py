@@ -38,7 +38,7 @@ MAX_CAUSES = 512
 
 
 def severity_of(levelno: int) -> LoggingSeverity:
-    """The ROS severity of a Python logging level."""
+    """Return the ROS severity of a Python logging level."""
     if levelno >= logging.CRITICAL:
         return LoggingSeverity.FATAL
     if levelno >= logging.ERROR:
@@ -66,7 +66,7 @@ class PipelineLogForwarder(logging.Handler):
         self.causes: Dict[Tuple, object] = {}
 
     def attach(self, node_name: str, logger_name: str) -> None:
-        """Records of node ``node_name`` (fully qualified) go to ROS logger ``logger_name``."""
+        """Send the records of node ``node_name`` (fully qualified) to logger ``logger_name``."""
         with self.lock:
             self.nodes[node_name] = logger_name
 
@@ -76,7 +76,7 @@ class PipelineLogForwarder(logging.Handler):
 
     @contextmanager
     def loading_node(self, node_name: str) -> Iterator[None]:
-        """Records of this thread that name no stream go to ``node_name`` meanwhile."""
+        """Send this thread's records that name no stream to ``node_name`` meanwhile."""
         previous = getattr(self.loading, 'node', None)
         self.loading.node = node_name
         try:
@@ -121,7 +121,7 @@ class PipelineLogForwarder(logging.Handler):
             logger.debug(''.join(traceback.format_exception(*record.exc_info)).rstrip())
 
     def _cause_logger(self, key: Tuple, logger_name: Optional[str]):
-        """The logger object of one cause (rclpy keeps a throttle per object and call site)."""
+        """Return the logger object of one cause (rclpy throttles per object and call site)."""
         logger = self.causes.get(key)
         if logger is None:
             if len(self.causes) >= MAX_CAUSES:
@@ -137,8 +137,10 @@ _INSTALL_LOCK = threading.Lock()
 
 
 def forwarder() -> PipelineLogForwarder:
-    """The process's forwarder, installed on the ``evs_ros`` Python logger on first use (which
-    then passes every level on and stops propagating to the root logger)."""
+    """Return the process's forwarder, installed on the ``evs_ros`` Python logger on first use.
+
+    That logger then passes every level on and stops propagating to the root logger.
+    """
     with _INSTALL_LOCK:
         if not _FORWARDER:
             handler = PipelineLogForwarder()

@@ -31,7 +31,7 @@ argument): discovery range, middleware and FastDDS profile are read from the env
 
 
 def node_executable() -> str:
-    """The installed ``evs_node``, found exactly as ``ros2 run evs_ros evs_node`` finds it."""
+    """Return the installed ``evs_node``, found as ``ros2 run evs_ros evs_node`` finds it."""
     from ament_index_python.packages import get_package_prefix
     path = os.path.join(get_package_prefix('evs_ros'), 'lib', 'evs_ros', 'evs_node')
     if not os.access(path, os.X_OK):
@@ -42,8 +42,10 @@ def node_executable() -> str:
 def start_node(env: dict, params_file: str, overrides: Dict[str, object] = None,
                namespace: str = '', log_path: Optional[str] = None,
                ros_args: Tuple[str, ...] = ()) -> subprocess.Popen:
-    """Start evs_node as its own process (own session, so it can be stopped with SIGINT) with
-    ``env`` as its whole environment; ``ros_args`` go after the parameters (``--log-level``)."""
+    """Start evs_node as its own process (own session, so it can be stopped with SIGINT).
+
+    ``env`` is its whole environment; ``ros_args`` go after the parameters (``--log-level``).
+    """
     args = [node_executable(), '--ros-args', '--params-file', params_file]
     for name, value in (overrides or {}).items():
         args += ['-p', f'{name}:={value}']
@@ -95,7 +97,7 @@ def dds_environment(env: Optional[dict]) -> Iterator[None]:
 
 
 def image_msg(image: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = 'camera'):
-    """A sensor_msgs/Image of a contiguous uint8 array (no padding)."""
+    """Return a sensor_msgs/Image of a contiguous uint8 array (no padding)."""
     msg = Image()
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
     msg.header.frame_id = frame_id

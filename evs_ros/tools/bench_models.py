@@ -47,8 +47,10 @@ def _time_ms(function: Callable[[], object], repeats: int, warmup: int,
 
 
 def build_network(name: str, width_mult: float, device: str):
-    """(SegmentationModel, parameter count) of ``name`` ('icnet' at ``width_mult`` or
-    'segformer-bN'), random weights, 19 classes."""
+    """Return (SegmentationModel, parameter count) of ``name``, random weights, 19 classes.
+
+    ``name`` is 'icnet' at ``width_mult`` or 'segformer-bN'.
+    """
     if name == 'icnet':
         from evs_ros.models.icnet import ICNet, IcnetModel
         network = ICNet(NUM_CLASSES, width_mult, aux_heads=False)
@@ -66,9 +68,11 @@ def _parameters(network: torch.nn.Module) -> int:
 
 def bench_network(name: str, width_mult: float, refiner_width: float, size_wh: Tuple[int, int],
                   device: str, repeats: int, warmup: int, batch: int = 1) -> Dict[str, object]:
-    """Latency of ``predict`` of one network and of ``refine`` of its Refiner at (W, H); with
-    ``batch`` > 1 also ms per frame of ``batch`` frames in one ``predict_batch`` call (networks
-    that have it: ICNet; runtime.keyframe_batch)."""
+    """Latency of ``predict`` of one network and of ``refine`` of its Refiner at (W, H).
+
+    With ``batch`` > 1 also ms per frame of ``batch`` frames in one ``predict_batch`` call
+    (networks that have it: ICNet; runtime.keyframe_batch).
+    """
     from evs_ros.models.refiner import RefinerNet, TorchRefiner
     width, height = size_wh
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -116,8 +120,10 @@ def parse_threads(text: str) -> List[int]:
 
 
 def markdown_table(rows: List[Dict[str, object]]) -> List[str]:
-    """One markdown row per measurement (ms medians and p90s; with a batch column when any
-    row was batched)."""
+    """Return one markdown row per measurement (ms medians and p90s).
+
+    With a batch column when any row was batched.
+    """
     batched = next((row['batch'] for row in rows if 'batch' in row), None)
     columns = COLUMNS + ((f'network ms per frame, {batched} in one call',) if batched else ())
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
@@ -134,7 +140,7 @@ def markdown_table(rows: List[Dict[str, object]]) -> List[str]:
 
 
 def write_markdown(report: Dict[str, object], path: str) -> None:
-    """The table with its hardware line."""
+    """Return the table with its hardware line."""
     hardware = report['hardware']
     lines = ['# evs bench models', '',
              f"Hardware: {common.hardware_line(hardware)}, device {hardware['device']}; torch "
