@@ -59,7 +59,8 @@ class ManagedNode:
         return False
 
     def state(self) -> str:
-        response = self.caller.call(GetState, '/evs_lifecycle_node/get_state', GetState.Request())
+        response = self.caller.query(GetState, '/evs_lifecycle_node/get_state',
+                                     GetState.Request())
         return response.current_state.label
 
     def publishers(self) -> int:
