@@ -9,7 +9,8 @@
 #      frame scored), ESPNetv2 s=2.0 as keyframe network against per-frame ESPNetv2 in one run,
 #   3. the two Cityscapes val snippets at 2048x1024: frame-19 mIoU and agreement with per-frame
 #      on every frame.
-# Writes JSON + markdown (+ plots) per step under OUT (default out/real).
+# Writes JSON + markdown (+ plots) per step under OUT (default out/real); `evs bench` steps time
+# every operating point against the per-frame network in the same run (sync and runtime).
 # Usage: scripts/bench_real.sh [OUT]    STEPS="1 2 3" picks steps; OPS="..." the operating points
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,17 +51,17 @@ for step in $steps; do
     2)
       say "Table 1 + Figure 6 on the CamVid drive: $ops vs per-frame ESPNetv2 s=2.0"
       # shellcheck disable=SC2086
-      evs eval --data "camvid:$real/camvid" --split val --backend "$s2" --refiner '' \
-        --operating-points $ops --figures 10 --json "$out/table1_camvid.json"
+      evs bench --data "camvid:$real/camvid" --split val --backend "$s2" --refiner '' \
+        --operating-points $ops --out "$out/table1_camvid"
       ;;
     3)
-      say "Cityscapes snippets at 2048x1024: frame-19 mIoU and agreement on every frame"
+      say "Cityscapes snippets at 2048x1024: frame-19 mIoU; agreement and speed on every frame"
       evs eval --data "video:$real/cityscapes_snippets" --resolution 2048x1024 --backend "$s2" \
         --refiner '' --operating-points EVS03 EVS05 EVS07 EVS10 \
         --json "$out/cityscapes_snippets_miou.json"
-      evs eval --data "clips:$real/cityscapes_snippets" --resolution 2048x1024 --backend "$s2" \
-        --refiner '' --operating-points EVS03 EVS05 EVS07 EVS10 \
-        --json "$out/cityscapes_snippets_agreement.json"
+      evs bench --data "clips:$real/cityscapes_snippets" --resolution 2048x1024 --backend "$s2" \
+        --refiner '' --operating-points EVS03 EVS05 EVS07 EVS10 --figure-propagations 0 \
+        --out "$out/cityscapes_snippets_agreement"
       ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
