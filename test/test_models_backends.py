@@ -144,6 +144,6 @@ def test_onnx_falls_back_to_cv2_dnn(tmp_path, icnet_checkpoint, monkeypatch):
                      '--out', out_path, '--size', '70x130']) == 0
     monkeypatch.setitem(__import__('sys').modules, 'onnxruntime', None)  # import fails
     model = load_backend(f'onnx:{out_path}', device='cpu')
-    assert model.session is None and model.dnn is not None
+    assert model.engine == 'opencv' and model.dnn is not None
     reference = load_backend(f'icnet:{icnet_checkpoint}', device='cpu').predict(IMAGE)
     np.testing.assert_allclose(model.predict(IMAGE).probs, reference.probs, atol=1e-4)
