@@ -113,6 +113,7 @@ def markdown_table() -> List[str]:
     """README's table of backends, one row per kind."""
     lines = ['| SPEC | network | engines | class names |', '|---|---|---|---|']
     for row in BACKENDS:
-        lines.append(f'| `{row.usage}` | {row.network} | {ENGINE_SUPPORT_TEXT[row.engines]} | '
+        usage = row.usage.replace('|', '\\|')  # a pipe inside a table cell
+        lines.append(f'| `{usage}` | {row.network} | {ENGINE_SUPPORT_TEXT[row.engines]} | '
                      f'{row.classes} |')
     return lines

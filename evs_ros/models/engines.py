@@ -220,7 +220,7 @@ class OpenVinoSession:
     def run(self, inputs) -> List:
         arrays = {index: _as_numpy(tensor) for index, tensor in enumerate(inputs)}
         with self._lock:
-            results = self.request.infer(arrays)
+            results = self.request.infer(arrays, share_inputs=True)
             return _as_torch([results[output] for output in self.outputs])
 
 

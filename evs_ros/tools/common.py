@@ -5,10 +5,10 @@ The options path (the same for every command)::
 
     --params YAML        a ROS-style params file (config/evs.yaml format): every setting
     --set KEY=VALUE      one dotted setting, repeatable (--set flow.scale=0.5)
-    --backend SPEC, --refiner CKPT, --device D, --operating-point NAME, --flow-threads N,
-    --inference-threads N
+    --backend SPEC, --refiner CKPT, --device D, --engine E, --operating-point NAME,
+    --flow-threads N, --inference-threads N
                          shortcuts for model.backend, model.refiner, model.device,
-                         operating_point.preset and runtime.*; unset unless given
+                         model.engine, operating_point.preset and runtime.*; unset unless given
 
 Precedence: the typed defaults < ``--params`` < ``--set`` < shortcut flags. Errors are one line
 on stderr and exit code 2 (:func:`fail`).
@@ -24,15 +24,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from evs_ros import errors
 from evs_ros.config import (
-    OPERATING_POINTS, EvsConfig, OperatingPoint, config_from_flat, load_yaml, operating_point,
+    ENGINES, OPERATING_POINTS, EvsConfig, OperatingPoint, config_from_flat, load_yaml,
+    operating_point, spec_usage,
 )
 
 USER_ERRORS = errors.USER_ERRORS
 """Exceptions that are the user's to fix: one line, exit code 2 (no traceback)."""
 SHORTCUTS = {
     'backend': 'model.backend', 'refiner': 'model.refiner', 'device': 'model.device',
-    'operating_point': 'operating_point.preset', 'flow_threads': 'runtime.flow_threads',
-    'inference_threads': 'runtime.inference_threads',
+    'engine': 'model.engine', 'operating_point': 'operating_point.preset',
+    'flow_threads': 'runtime.flow_threads', 'inference_threads': 'runtime.inference_threads',
 }
 
 
@@ -47,11 +48,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, operating_point_flag: 
                        metavar='KEY=VALUE', help='one setting, e.g. --set flow.scale=0.5 '
                        '(repeatable; names as in config/evs.yaml)')
     if model:
-        group.add_argument('--backend', metavar='SPEC', help='network SPEC (model.backend): '
-                           'icnet:PATH|default, hf:MODEL, weights:NAME, onnx:PATH, ...')
+        group.add_argument('--backend', metavar='SPEC',
+                           help=f'network SPEC (model.backend): {spec_usage()}')
         group.add_argument('--refiner', metavar='CKPT', help="Refiner checkpoint, 'default' "
                            "(shipped) or '' / none (no Refiner)")
         group.add_argument('--device', choices=('auto', 'cpu', 'cuda'), help='model.device')
+        group.add_argument('--engine', choices=ENGINES, help='model.engine: auto (OpenVINO on a '
+                           'CPU, TensorRT or torch CUDA on NVIDIA), torch (the reference), '
+                           'openvino, onnxruntime or tensorrt')
     if operating_point_flag:
         group.add_argument('--operating-point', metavar='NAME',
                            help='operating_point.preset: EVS01..EVS14, ADAPTIVE or PERFRAME')
