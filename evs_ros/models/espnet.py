@@ -476,7 +476,8 @@ def class_names_for(num_classes: int) -> Optional[Tuple[str, ...]]:
 
 
 class EspnetModel:
-    """ESPNetv2 as a ``SegmentationModel`` (``evs_ros/models/base.py``): numpy in, numpy out.
+    """ESPNetv2 as a ``SegmentationModel`` (``evs_ros/models/base.py``): numpy in, numpy out;
+    the network runs through ``runner`` (torch eager, or an engine: ``evs_ros/models/graph.py``).
 
     Any input size works: the frame is padded bottom/right (mean colour) to a multiple of 16 and
     the outputs are cropped back to ``ceil(H / 2) x ceil(W / 2)`` (probabilities) and
@@ -490,11 +491,14 @@ class EspnetModel:
     """
 
     trained_short_side = TRAINED_SHORT_SIDE
+    graph_name = 'espnet'
 
     def __init__(self, network: ESPNetv2, device: str = 'auto', fp16: bool = False,
                  network_names: Optional[Sequence[str]] = None):
+        from evs_ros.models.graph import ProbsAndFeatures, TorchRunner
         from evs_ros.models.icnet import place_network
         self.network, self.device, self.fp16 = place_network(network, device, fp16)
+        self.runner = TorchRunner(ProbsAndFeatures(self.network))
         names = network_names or class_names_for(network.num_classes)
         self.mapping = class_mapping(None if names is None else tuple(names),
                                      network.num_classes)
@@ -519,10 +523,10 @@ class EspnetModel:
         from evs_ros.models.icnet import check_image
         height, width = check_image(images_bgr[0])
         data = torch.cat([self.prepare(image) for image in images_bgr])
+        probs, features = self.runner(data)  # torch eager or an engine (models/graph.py)
         with torch.inference_mode():
-            out = self.network(data)
-            probs = self.publish(torch.softmax(out['logits'].float(), dim=1))
-            features = out['features'].float()
+            probs = self.publish(probs.float().to(self.device))
+            features = features.float()
         rows, cols = -(-height // OUTPUT_STRIDE), -(-width // OUTPUT_STRIDE)
         probs = probs[:, :, :rows, :cols].cpu().numpy()
         rows, cols = -(-height // FEATURE_STRIDE), -(-width // FEATURE_STRIDE)

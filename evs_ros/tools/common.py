@@ -274,7 +274,38 @@ def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
     with tqdm(total=count, desc='evaluate', unit='snippet') as bar:
         report = evaluate(snippets, model, refiner, ops, config, figure_propagations,
                           progress=lambda snippet: bar.update(1),
-                          runtime=getattr(args, 'runtime', False), scoring=scoring)
+                          runtime=getattr(args, 'runtime', False), scoring=scoring,
+                          torch_reference=getattr(args, 'torch_reference', False))
     report.update(data=described, backend=config.model.backend,
-                  refiner=config.model.refiner if refiner is not None else '')
+                  refiner=config.model.refiner if refiner is not None else '',
+                  **engine_report(model, refiner))
     return report, model, config
+
+
+def warm_up_engines(model, refiner, frame_bgr, config: EvsConfig) -> None:
+    """Run the network (and the Refiner) once on ``frame_bgr`` at the operating point's network
+    input size with the inference worker's threads: an engine builds (or opens from its cache)
+    the graph of that shape now, not on the first camera frame of a measurement."""
+    import numpy as np
+    import torch
+
+    from evs_ros.pipeline.stepper import downscale_image
+    image = downscale_image(frame_bgr, config.operating_point.downscale)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(config.runtime.inference_threads)
+    try:
+        prediction = model.predict(image)
+        if refiner is not None:
+            refiner.refine(image, np.asarray(prediction.probs, np.float32), prediction.features)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def engine_report(model, refiner=None) -> Dict[str, object]:
+    """What runs the networks, for reports: ``engine`` (the network's: ``openvino``, ``torch``,
+    ...), ``refiner_engine`` and ``engines`` (every engine's version, None when missing)."""
+    from evs_ros.models.engines import engine_versions
+    from evs_ros.models.graph import engine_name
+    return {'engine': engine_name(model),
+            'refiner_engine': engine_name(refiner) if refiner is not None else None,
+            'engines': engine_versions()}
