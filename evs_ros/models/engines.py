@@ -81,7 +81,15 @@ def choose_engine(requested: str, device_type: str) -> Tuple[str, str]:
     if requested != 'torch' and not engine_version(requested):
         raise ImportError(f'model.engine={requested}: {requested} is not installed '
                           f'({INSTALL_HINT[requested]}, or model.engine=auto)')
+    if requested == 'onnxruntime' and device_type == 'cuda' and not _onnxruntime_cuda():
+        raise ImportError('model.engine=onnxruntime on the GPU: this onnxruntime has no CUDA '
+                          'provider (pip install onnxruntime-gpu, or model.device=cpu)')
     return requested, 'model.engine'
+
+
+def _onnxruntime_cuda() -> bool:
+    import onnxruntime
+    return 'CUDAExecutionProvider' in onnxruntime.get_available_providers()
 
 
 def choose_precision(engine: str, precision: str, device_type: str) -> Tuple[str, Optional[str]]:

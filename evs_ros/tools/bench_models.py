@@ -69,23 +69,33 @@ def _time_ms(function: Callable[[], object], repeats: int, warmup: int,
     return _time_interleaved({'f': function}, repeats, warmup, cuda)['f']
 
 
-def build_network(name: str, width_mult: float, device: str):
+def build_network(name: str, width_mult: float, device: str, fp16: bool = False):
     """(SegmentationModel, parameter count) of ``name`` ('icnet' at ``width_mult``,
-    'segformer-bN' or 'espnet-sN'), random weights (seed 0), 19 classes, on torch."""
+    'segformer-bN' or 'espnet-sN'), random weights (seed 0), 19 classes, on torch (half
+    precision on CUDA with ``fp16``)."""
     torch.manual_seed(0)
     if name == 'icnet':
         from evs_ros.models.icnet import ICNet, IcnetModel
         network = ICNet(NUM_CLASSES, width_mult, aux_heads=False)
-        return IcnetModel(network, device), _parameters(network)
+        return IcnetModel(network, device, fp16), _parameters(network)
     if name.startswith('espnet-s'):
         from evs_ros.models.espnet import ESPNetv2, EspnetModel
         network = ESPNetv2(float(name[len('espnet-s'):]), NUM_CLASSES + 1)
-        return EspnetModel(network.eval(), device), _parameters(network)
+        return EspnetModel(network.eval(), device, fp16), _parameters(network)
     from evs_ros.models.hf import HfSegmentationModel, Preprocessing
     from evs_ros.models.hf_random import random_segformer
     network = random_segformer(name)
-    return HfSegmentationModel(network, 'segformer', Preprocessing(), device), \
+    return HfSegmentationModel(network, 'segformer', Preprocessing(), device, fp16), \
         _parameters(network)
+
+
+def build_refiner(channels: int, width_mult: float, device: str, fp16: bool = False):
+    """The shipped Refiner architecture (residual head) for ``channels`` features, random
+    weights (seed 1)."""
+    from evs_ros.models.refiner import RefinerNet, TorchRefiner
+    torch.manual_seed(1)
+    return TorchRefiner(RefinerNet(NUM_CLASSES, channels, width_mult, residual=True), device,
+                        fp16)
 
 
 def _parameters(network: torch.nn.Module) -> int:
@@ -98,12 +108,13 @@ def resolve_engine(engine: str, device_type: str) -> str:
     return choose_engine(engine, device_type)[0]
 
 
-def _on_engine(model, engine: str, device_type: str, dynamic: bool = False):
-    """A copy of ``model`` (same network) whose graph runs on ``engine``."""
+def _on_engine(model, engine: str, device_type: str, precision: str = 'fp32',
+               dynamic: bool = False):
+    """A copy of ``model`` (same network) whose graph runs on ``engine`` at ``precision``."""
     import copy
     from evs_ros.models.graph import use_engine
     twin = copy.copy(model)
-    use_engine(twin, engine, 'fp32', device_type, dynamic=dynamic)
+    use_engine(twin, engine, precision, device_type, dynamic=dynamic)
     return twin
 
 
@@ -118,46 +129,36 @@ def _used(model) -> str:
 
 def bench_network(name: str, width_mult: float, refiner_width: float, size_wh: Tuple[int, int],
                   device: str, repeats: int, warmup: int, batch: int = 1,
-                  engines: Tuple[str, ...] = ('torch',), dynamic: bool = False
-                  ) -> List[Dict[str, object]]:
-    """One row per engine: latency of ``predict`` of one network and of ``refine`` of its
-    Refiner at (W, H); with ``batch`` > 1 also ms per frame of ``batch`` frames in one
-    ``predict_batch`` call (networks that have it; runtime.keyframe_batch)."""
-    from evs_ros.models.refiner import RefinerNet, TorchRefiner
+                  engines: Tuple[str, ...] = ('torch',), dynamic: bool = False,
+                  precisions: Tuple[str, ...] = ('fp32',)) -> List[Dict[str, object]]:
+    """One row per engine and precision: latency of ``predict`` of one network and of
+    ``refine`` of its Refiner at (W, H); with ``batch`` > 1 also ms per frame of ``batch``
+    frames in one ``predict_batch`` call (networks that have it; runtime.keyframe_batch)."""
     width, height = size_wh
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     model, parameters = build_network(name, width_mult, device)
     channels = int(model.feature_channels or 0)
-    torch.manual_seed(1)
-    refiner = TorchRefiner(RefinerNet(NUM_CLASSES, channels, refiner_width, residual=True),
-                           device)
-    device_type = model.device.type
-    cuda = device_type == 'cuda'
+    refiner = build_refiner(channels, refiner_width, device)
+    cuda = model.device.type == 'cuda'
     prediction = model.predict(image)  # the Refiner gets inputs of the real shapes
-    cases = {}
-    for engine in engines:
-        used = resolve_engine(engine, device_type)
-        cases[engine] = (_on_engine(model, used, device_type),
-                         _on_engine(refiner, used, device_type))
-        if dynamic and used not in ('torch', 'tensorrt') and getattr(
-                model.runner.module, 'dynamic_axes', None):
-            cases[f'{engine} dynamic'] = (_on_engine(model, used, device_type, True),
-                                          _on_engine(refiner, used, device_type))
-    for net, ref in cases.values():  # the first call of a shape builds its graph (untimed)
+    cases = _engine_cases(name, width_mult, refiner_width, model, refiner, device, engines,
+                          precisions, dynamic)
+    for _, net, ref in cases.values():  # the first call of a shape builds its graph (untimed)
         net.predict(image)
         ref.refine(image, prediction.probs, prediction.features)
     functions = {}
-    for key, (net, ref) in cases.items():
+    for key, (_, net, ref) in cases.items():
         functions[('network', key)] = lambda net=net: net.predict(image)
         functions[('refiner', key)] = lambda ref=ref: ref.refine(
             image, prediction.probs, prediction.features)
     times = _time_interleaved(functions, repeats, warmup, cuda)
     rows = []
-    for key, (net, ref) in cases.items():
+    for key, (precision, net, ref) in cases.items():
         row = {'network': name, 'width_mult': width_mult if name == 'icnet' else None,
                'parameters': parameters, 'size': f'{width}x{height}', 'input_wh': [width, height],
                'feature_channels': channels, 'refiner_width_mult': refiner_width,
                'engine': key, 'engine_used': _used(net), 'refiner_engine_used': _used(ref),
+               'precision': precision,
                'graphs': 'dynamic' if key.endswith(' dynamic') else 'static',
                'build_s': _build_s(net, ref)}
         for part in ('network', 'refiner'):
@@ -175,9 +176,40 @@ def bench_network(name: str, width_mult: float, refiner_width: float, size_wh: T
     return rows
 
 
+def _engine_cases(name, width_mult, refiner_width, model, refiner, device, engines, precisions,
+                  dynamic) -> Dict[str, tuple]:
+    """``{label: (precision, network, Refiner)}``: each engine at each precision it runs
+    (others skipped with one line), plus a dynamic-shape graph with ``dynamic``."""
+    from evs_ros.models.engines import choose_precision
+    device_type = model.device.type
+    cases = {}
+    for precision in precisions:
+        base, base_refiner = model, refiner
+        if precision == 'fp16' and device_type == 'cuda':  # torch fp16: half networks
+            base = build_network(name, width_mult, device, fp16=True)[0]
+            base_refiner = build_refiner(refiner.feature_channels, refiner_width, device, True)
+        for engine in engines:
+            used = resolve_engine(engine, device_type)
+            chosen, note = choose_precision(used, precision, device_type)
+            if chosen != precision:
+                print(f'evs bench models: skipping {engine} {precision}: {note}', flush=True)
+                continue
+            label = engine if precision == 'fp32' else f'{engine} {precision}'
+            source = base if used == 'torch' else model
+            source_refiner = base_refiner if used == 'torch' else refiner
+            cases[label] = (precision, _on_engine(source, used, device_type, precision),
+                            _on_engine(source_refiner, used, device_type, precision))
+            if dynamic and used not in ('torch', 'tensorrt') and getattr(
+                    model.runner.module, 'dynamic_axes', None):
+                cases[f'{label} dynamic'] = (
+                    precision, _on_engine(model, used, device_type, precision, True),
+                    _on_engine(refiner, used, device_type, precision))
+    return cases
+
+
 def _add_speedups(rows: List[Dict[str, object]]) -> None:
     """``network_speedup_vs_torch`` / ``refiner_speedup_vs_torch`` against the torch row."""
-    torch_row = next((row for row in rows if row['engine'] == 'torch'), None)
+    torch_row = next((row for row in rows if row['engine'] == 'torch'), None)  # fp32
     for row in rows:
         for part in ('network', 'refiner'):
             row[f'{part}_speedup_vs_torch'] = (
@@ -198,6 +230,17 @@ def parse_networks(text: str) -> List[str]:
     if not names:
         raise ValueError(f'--networks {text!r} names no network, e.g. {NETWORKS}')
     return names
+
+
+def parse_precisions(text: str) -> List[str]:
+    """'fp32,fp16' -> ['fp32', 'fp16']; ValueError for an unknown name."""
+    from evs_ros.config import PRECISIONS
+    items = [item.strip().lower() for item in text.split(',') if item.strip()]
+    bad = [item for item in items if item not in PRECISIONS or item in ('auto', 'int8')]
+    if not items or bad:
+        raise ValueError(f'--precisions {text!r}: use fp32, fp16 or bf16 (int8 needs '
+                         'calibration frames: evs bench --set model.precision=int8)')
+    return items
 
 
 def parse_engines(text: str, device_type: str) -> List[str]:
@@ -281,6 +324,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f'(default: %(default)s; all: {ENGINES})')
     parser.add_argument('--dynamic', action='store_true',
                         help='also one dynamic-shape graph per engine (hf networks)')
+    parser.add_argument('--precisions', default='fp32',
+                        help='comma list of fp32, fp16, bf16 (each engine at each one it runs; '
+                             'default: %(default)s)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', default='1,2', help='comma-separated thread counts')
     parser.add_argument('--widths', default='1.0,0.5,0.25', help='ICNet width multipliers')
@@ -313,6 +359,7 @@ def run(args: argparse.Namespace) -> int:
         if args.batch < 1:
             raise ValueError(f'--batch {args.batch}: must be at least 1 (frames in one call)')
         engines = parse_engines(args.engines, select_device(args.device).type)
+        precisions = parse_precisions(args.precisions)
     except common.USER_ERRORS as error:
         return common.fail('bench models', error)
     rows = []
@@ -323,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
                 refiner_width = width if name == 'icnet' else args.refiner_width
                 for row in bench_network(name, width or 1.0, refiner_width, size_wh,
                                          args.device, args.repeats, args.warmup, args.batch,
-                                         tuple(engines), args.dynamic):
+                                         tuple(engines), args.dynamic, tuple(precisions)):
                     row['threads'] = count
                     print(json.dumps(row), flush=True)
                     rows.append(row)

@@ -257,8 +257,6 @@ def add_operating_points_argument(parser: argparse.ArgumentParser) -> None:
 def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
                    default_synth: int = 0):
     """``evs eval`` and ``evs bench``: returns (report dict, model, config)."""
-    from tqdm import tqdm
-
     from evs_ros.evaluation import evaluate, model_class_names
     from evs_ros.evaluation.snippets import scoring_for, snippet_source
     from evs_ros.models.loading import load_models
@@ -271,7 +269,7 @@ def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
         args.data, args.split, args.synth_snippets or default_synth, args.synth_seed,
         args.max_snippets, size_wh)
     scoring = scoring_for(described['kind'], model_class_names(model))
-    with tqdm(total=count, desc='evaluate', unit='snippet') as bar:
+    with progress_bar(count, 'evaluate', 'snippet') as bar:
         report = evaluate(snippets, model, refiner, ops, config, figure_propagations,
                           progress=lambda snippet: bar.update(1),
                           runtime=getattr(args, 'runtime', False), scoring=scoring,
@@ -299,6 +297,21 @@ def warm_up_engines(model, refiner, frame_bgr, config: EvsConfig) -> None:
             refiner.refine(image, np.asarray(prediction.probs, np.float32), prediction.features)
     finally:
         torch.set_num_threads(previous)
+
+
+def progress_bar(total: int, desc: str, unit: str):
+    """A tqdm bar, or a silent stand-in where tqdm is not installed (a bare GPU machine)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        import contextlib
+
+        class Silent:
+            def update(self, count: int = 1) -> None:
+                """Nothing to show."""
+
+        return contextlib.nullcontext(Silent())
+    return tqdm(total=total, desc=desc, unit=unit)
 
 
 def engine_report(model, refiner=None) -> Dict[str, object]:
