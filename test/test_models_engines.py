@@ -252,6 +252,9 @@ def test_auto_picks_the_fastest_engine_installed(monkeypatch):
     assert engines.choose_engine('auto', 'cpu')[0] == 'onnxruntime'
     installed.update(onnxruntime=None)
     assert engines.choose_engine('auto', 'cpu')[0] == 'torch'
+    installed.update(onnxruntime='1', onnx=None)  # nothing can export: torch, and why
+    engine, why = engines.choose_engine('auto', 'cpu')
+    assert engine == 'torch' and 'pip install onnx' in why
     with pytest.raises(ImportError, match='pip install openvino'):
         engines.choose_engine('openvino', 'cpu')
     with pytest.raises(ValueError, match='needs an NVIDIA GPU'):

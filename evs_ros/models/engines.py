@@ -62,9 +62,12 @@ def choose_engine(requested: str, device_type: str) -> Tuple[str, str]:
     """
     if requested == 'auto':
         if device_type == 'cuda':
-            if engine_version('tensorrt'):
+            if engine_version('tensorrt') and engine_version('onnx'):
                 return 'tensorrt', 'auto: NVIDIA GPU and TensorRT is installed'
             return 'torch', 'auto: NVIDIA GPU, TensorRT is not installed: torch CUDA'
+        if not engine_version('onnx'):
+            return 'torch', ('auto: CPU, but the onnx package that exports graphs is not '
+                             'installed (pip install onnx): torch')
         for engine in ('openvino', 'onnxruntime'):
             if engine_version(engine):
                 return engine, (f'auto: CPU, {engine} is the fastest engine installed'

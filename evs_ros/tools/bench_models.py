@@ -278,8 +278,9 @@ def markdown_table(rows: List[Dict[str, object]]) -> List[str]:
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
     for row in rows:
         width = '' if row['width_mult'] is None else row['width_mult']
-        engine = row['engine'] if row['engine_used'] == row['engine'] else \
-            f"{row['engine']} ({row['engine_used']})"
+        engine = (row['engine'] if row['engine'].startswith(row['engine_used'])
+                  else row['engine_used'] if row['engine_used'].startswith(row['engine'])
+                  else f"{row['engine']} ({row['engine_used']})")
         cells = (row['network'], width, row['size'], row['threads'], engine,
                  row['network_ms'], row['network_ms_p90'], _times(row, 'network'),
                  row['refiner_ms'], row['refiner_ms_p90'], _times(row, 'refiner'),
