@@ -330,3 +330,18 @@ def test_int8_is_calibrated_on_the_users_frames_and_cached(frames, cache, tmp_pa
     with pytest.raises(FileNotFoundError, match='does not exist'):
         load_models(ModelConfig(device='cpu', engine='openvino', precision='int8',
                                 calibration=str(tmp_path / 'missing.mp4')), False)
+
+
+def test_evs_export_builds_the_engine_graphs_the_warm_up_opens(cache, capsys):
+    from evs_ros.tools.cli import main as evs_main
+    assert evs_main(['export', '--format', 'engine', '--backend', 'icnet:default',
+                     '--engine', CPU_ENGINES[0], '--size', '96x160,64x96']) == 0
+    printed = capsys.readouterr().out
+    assert 'icnet on' in printed and 'refiner on' in printed and '1x3x97x161' in printed
+    model, refiner = load_models(ModelConfig(device='cpu', engine=CPU_ENGINES[0]))
+    opened = warm_up(model, refiner, (64, 96), threads=1)
+    assert sorted(opened) == ['icnet 1x3x65x97', 'icnet 1x3x97x161',
+                              'refiner 1x3x64x96_1x19x16x24_1x128x4x6',
+                              'refiner 1x3x96x160_1x19x24x40_1x128x6x10']
+    assert evs_main(['export', '--format', 'onnx', '--backend', 'icnet:default']) == 2
+    assert 'needs --out' in capsys.readouterr().err
