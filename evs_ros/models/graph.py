@@ -126,6 +126,7 @@ class EngineRunner:
         self.built: Dict[str, float] = {}
         self._sessions: Dict[tuple, object] = {}
         self._building = set()
+        self._threads: List[threading.Thread] = []
         self._lock = threading.Lock()  # guards _building
         self._build_lock = threading.Lock()  # one export/compile at a time
         self._folder: Optional[str] = None
@@ -161,9 +162,21 @@ class EngineRunner:
             self._building.add(key)
         LOGGER.info('%s: no %s graph for %s yet: building it in the background; torch runs '
                     'these frames meanwhile', self.graph_name, self.engine, key[0])
-        threading.Thread(target=self._build_in_background, args=(key, shapes),
-                         name='evs-engine-build', daemon=True).start()
+        # Not a daemon: at exit the interpreter waits for a build in progress (a native export
+        # or compile killed mid-way aborts the process).
+        thread = threading.Thread(target=self._build_in_background, args=(key, shapes),
+                                  name='evs-engine-build')
+        self._threads.append(thread)
+        thread.start()
         return None
+
+    def wait_for_builds(self, timeout_s: float = 60.0) -> bool:
+        """Wait for the background builds in progress; False if one is still running."""
+        deadline = time.monotonic() + timeout_s
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
+        return not self._threads
 
     def _obtain_now(self, key: tuple, shapes) -> Optional[object]:
         with self._build_lock:
