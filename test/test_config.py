@@ -40,7 +40,7 @@ def test_preset_applies_first_and_explicit_fields_override_it():
     ({'operating_point.preset': 'EVS99'}, r"preset='EVS99': must be one of EVS01, .*PERFRAME"),
     ({'operating_point.refine': True, 'operating_point.warp': False},
      r'refine=True: needs operating_point.warp=True'),
-    ({'model.backend': 'nospec'}, r"model.backend='nospec': must be a SPEC like"),
+    ({'model.backend': 'nospec'}, r"model.backend='nospec': must be auto or a SPEC like"),
     ({'flow.colour': 1}, r"unknown setting 'flow.colour'"),
 ])
 def test_refused_values_name_the_setting_and_what_is_allowed(values, message):

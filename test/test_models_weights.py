@@ -39,10 +39,10 @@ def _entry_files(tmp_path, name='test-file'):
 
 def test_builtin_catalogue_entries_are_complete_and_sourced():
     catalogue = builtin_catalogue()
-    assert {'segformer-b0-cityscapes', 'segformer-b2-cityscapes', 'icnet-cityscapes'} <= set(
-        catalogue)
+    assert {'segformer-b0-cityscapes', 'segformer-b2-cityscapes', 'icnet-cityscapes',
+            'espnetv2-s2-cityscapes', 'espnetv2-s1-cityscapes'} <= set(catalogue)
     for name, entry in catalogue.items():
-        assert entry.backend in ('hf', 'icnet'), name
+        assert entry.backend in ('hf', 'icnet', 'espnet'), name
         assert entry.size_mb > 0 and entry.size_source and entry.classes, name
         assert not entry.accuracy or entry.accuracy_source, f'{name}: figure without a source'
         if entry.kind == 'hub':
@@ -51,6 +51,9 @@ def test_builtin_catalogue_entries_are_complete_and_sourced():
             assert re.fullmatch(r'[0-9a-f]{64}|', entry.sha256) and (entry.sha256 or entry.md5)
     icnet = catalogue['icnet-cityscapes']
     assert icnet.md5 == '6da59a72a254862106420983a7723624' and icnet.convert == 'icnet_caffe'
+    espnet = catalogue['espnetv2-s2-cityscapes']
+    assert espnet.source.startswith('https://github.com/sacmehta/EdgeNets/raw/2b232d3f7fb6')
+    assert espnet.license.startswith('MIT') and '66.4' in espnet.accuracy
 
 
 def test_catalogue_file_adds_entries_and_rejects_unknown_fields(caches, monkeypatch):

@@ -30,5 +30,23 @@ def test_demo_writes_video_contact_sheet_and_summary(ros_env, tmp_path):
     assert frames == 12
     sheet = cv2.imread(str(out / 'contact_sheet.png'))
     assert sheet is not None and sheet.shape[0] > 100
-    assert '| synth |' in (out / 'summary.md').read_text()
-    assert os.path.getsize(out / 'node.log') > 0
+    assert '| synth | python:fake_models:make_model |' in (out / 'summary.md').read_text()
+    assert summary['clips']['bikes']['network'] == 'python:fake_models:make_model'
+    assert os.path.getsize(out / 'node_synth_bikes.log') > 0  # one node: one network for both
+
+
+def test_real_clip_gets_the_cached_real_network_and_synthetic_the_shipped_one(
+        tmp_path, monkeypatch):
+    from evs_ros.config import EvsConfig, ModelConfig
+    from evs_ros.tools.demo import clip_networks
+    from local_http import isolate_caches
+    isolate_caches(tmp_path, monkeypatch)
+    assert clip_networks(EvsConfig(), ['synth', 'bikes']) == {
+        'synth': 'icnet:default', 'bikes': 'icnet:default'}
+    cached = tmp_path / 'xdg' / 'evs_ros' / 'espnetv2-s2-cityscapes'
+    cached.mkdir(parents=True)
+    (cached / 'espnetv2_s_2.0_city_1024x512.pth').write_bytes(b'a cached file')
+    assert clip_networks(EvsConfig(), ['synth', 'bikes']) == {
+        'synth': 'icnet:default', 'bikes': 'weights:espnetv2-s2-cityscapes'}
+    explicit = EvsConfig(model=ModelConfig(backend='icnet:default'))
+    assert set(clip_networks(explicit, ['synth', 'bikes']).values()) == {'icnet:default'}

@@ -47,6 +47,10 @@ class BackendKind:
 
 
 BACKENDS: Tuple[BackendKind, ...] = (
+    BackendKind('auto', 'auto',
+                'the default: the best real network in the weights cache '
+                '(`espnetv2-s2-cityscapes`, then `-s1`), else the shipped ICNet with one warning '
+                'naming `evs weights get`', '', 'alias', 'those of the network it picks'),
     BackendKind('icnet', 'icnet:PATH|default',
                 'our ICNet checkpoint (`evs train`, `evs convert`) or an official '
                 '`.caffemodel`; `icnet:default` = the shipped ICNet (synthetic streets only)',
@@ -74,6 +78,12 @@ BACKENDS: Tuple[BackendKind, ...] = (
                 'a TorchScript file written by `evs export` (same input and outputs)',
                 'evs_ros.models.backends:load_torchscript_spec', 'export',
                 '`NAME.classes.txt`, else the file\'s `evs_meta.json`'),
+    BackendKind('tflite', 'tflite:PATH',
+                'a TensorFlow Lite network with a uint8 RGB input, e.g. Coral\'s int8 DeepLabv3 '
+                'for Cityscapes (LiteRT; a label-map output is labels-only: R is off; '
+                '`evs_ros/models/tflite.py`)',
+                'evs_ros.models.backends:load_tflite_spec', 'none',
+                '`NAME.classes.txt` next to `NAME.tflite`, else Cityscapes trainIds'),
     BackendKind('python', 'python:MODULE:FACTORY',
                 '`FACTORY()` returns a callable BGR uint8 HxWx3 -> float32 probabilities '
                 '(C, h, w) with a `num_classes` attribute',
@@ -102,7 +112,8 @@ def spec_usage() -> str:
 
 
 def split_spec(spec: str) -> Tuple[str, str]:
-    """'kind:rest' -> (kind, rest); ValueError listing the valid forms otherwise."""
+    """'kind:rest' -> (kind, rest); ValueError listing the valid forms otherwise (``auto`` is
+    resolved before: ``evs_ros.models.loading.resolve_backend_spec``)."""
     kind, sep, rest = str(spec).partition(':')
     if not sep or kind not in backend_kinds() or not rest:
         raise ValueError(f'backend SPEC {spec!r} is not one of {spec_usage()}')

@@ -167,13 +167,14 @@ class ModelConfig:
     """Segmentation network and Refiner, and the engine that runs them (read at start-up).
 
     ``backend`` is one SPEC string used everywhere (the kinds: ``evs_ros/config/backends.py``);
-    ``icnet:default`` is the shipped weights. ``refiner`` is a checkpoint path, ``'default'``
-    (shipped) or ``''`` (no Refiner: R acts as off). ``engine`` runs both networks
-    (``evs_ros/models/engines.py``); ``precision`` ``auto`` is fp16 with ``fp16`` and fp32
-    otherwise.
+    ``icnet:default`` is the shipped weights; ``auto`` (the default) is the best real network in
+    the weights cache (``evs weights get espnetv2-s2-cityscapes``), else the shipped weights with
+    a warning. ``refiner`` is a checkpoint path, ``'default'`` (shipped) or ``''`` (no Refiner:
+    R acts as off). ``engine`` runs both networks (``evs_ros/models/engines.py``);
+    ``precision`` ``auto`` is fp16 with ``fp16`` and fp32 otherwise.
     """
 
-    backend: str = setting('icnet:default', f'network SPEC: {spec_usage()}', restart=True)
+    backend: str = setting('auto', f'network SPEC: {spec_usage()}', restart=True)
     refiner: str = setting('default', 'Refiner checkpoint, default (shipped) or empty for none',
                            restart=True)
     device: str = setting('auto', 'auto, cpu or cuda', choices=DEVICES, restart=True)
@@ -196,8 +197,8 @@ class ModelConfig:
 
     def __post_init__(self):
         validate_fields('model', self)
-        check(':' in self.backend, f'model.backend={self.backend!r}: must be a SPEC like '
-              f'{spec_usage()}')
+        check(':' in self.backend or self.backend == 'auto',
+              f'model.backend={self.backend!r}: must be a SPEC like {spec_usage()}')
         check(not self.fp16 or self.precision in ('auto', 'fp16'),
               f'model.fp16=true contradicts model.precision={self.precision}: set one of them')
         check(self.precision != 'int8' or self.calibration,

@@ -12,7 +12,9 @@ def accuracy_markdown(report) -> List[str]:
     """Markdown lines: mIoU per operating point, per-class IoU, and paper Table 1."""
     entries = report['operating_points']
     names = list(entries[0]['per_class_iou'])
-    lines = ['## Accuracy (IoU in %, annotated frame at the worst case S-1 propagations)', '',
+    protocol = (report.get('data') or {}).get(
+        'protocol', 'annotated frame at the worst case S-1 propagations')
+    lines = [f'## Accuracy (IoU in %, {protocol})', '',
              '| op | D | S | W | R | mIoU | ' + ' | '.join(names) + ' |',
              '|' + '---|' * (6 + len(names))]
     for e in entries:
@@ -46,19 +48,21 @@ def speed_markdown(report) -> List[str]:
     """Markdown lines: the speed / accuracy table of all operating points (speedup against the
     per-frame network on the same engine; with a torch reference also against per-frame torch
     eager)."""
+    agreement = (report.get('data') or {}).get('kind') == 'clips'
+    accuracy = 'agreement with per-frame %' if agreement else 'pixel acc %'
     torch_column = 'perframe_torch_hz' in report
     lines = ['## Speed and accuracy (one run, same frames)', '',
              '| op | D | S | W | R | Hz | speedup | '
              + ('x per-frame torch | ' if torch_column else '')
-             + 'mIoU % | latency p50 ms | latency p99 ms | keyframes / frames |',
-             '|' + '---|' * (12 if torch_column else 11)]
+             + f'mIoU % | {accuracy} | latency p50 ms | latency p99 ms | keyframes / frames |',
+             '|' + '---|' * (13 if torch_column else 12)]
     for e in report['operating_points']:
-        miou = '-' if e['miou'] is None else f"{100 * e['miou']:.1f}"
         interval = f"A<={e['max_keyframe_interval']}" if e['adaptive'] else str(e['S'])
         versus_torch = f"{_cell(e.get('speedup_vs_torch'), 2, 'x')} | " if torch_column else ''
         lines.append(
             f"| {e['name']} | {e['D']} | {interval} | {'on' if e['W'] else 'off'} | "
-            f"{'on' if e['R'] else 'off'} | {e['hz']} | {e['speedup']} | {versus_torch}{miou} | "
+            f"{'on' if e['R'] else 'off'} | {e['hz']} | {e['speedup']} | {versus_torch}"
+            f"{iou_cell(e['miou'])} | {iou_cell(e.get('pixel_accuracy'))} | "
             f"{e['latency_ms_p50']} | {e['latency_ms_p99']} | {e['keyframes']} / {e['frames']} |")
     return lines + ['']
 

@@ -10,6 +10,10 @@ Two protocols:
 - **Labelled video** (``camvid:ROOT``): every frame has ground truth; every operating point runs
   from frame 0 (keyframes at 0, S, 2S, ... or as its adaptive policy decides) and every frame
   is scored, so all keyframe phases count alike.
+- **Agreement with per-frame labels** (``clips:PATHS``, unlabelled real footage): the per-frame
+  network's own labels of every frame are the reference (:func:`with_perframe_labels`), scored
+  like labelled video; pixel accuracy is then the agreement with per-frame segmentation.
+- **Single labelled frames** (``images:DIR``): each is a one-frame snippet (per-frame accuracy).
 
 :class:`Scoring` says in which classes the ground truth is: the network's own (Cityscapes
 trainIds for a Cityscapes network), or CamVid's 11 with Cityscapes trainIds mapped onto them by
@@ -230,9 +234,88 @@ def video_snippets(directory: str, size_wh: Optional[Tuple[int, int]] = None,
         yield EvalSnippet(name=name, frames=frames, gt_labels=labels, annotated_index=index)
 
 
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov')
+
+
+def list_clips(paths: str) -> List[str]:
+    """``clips:`` paths (comma list of video files or folders of them) -> video files.
+
+    Raises:
+        FileNotFoundError: a path does not exist or a folder holds no video.
+    """
+    found = []
+    for path in (item.strip() for item in paths.split(',') if item.strip()):
+        if os.path.isdir(path):
+            videos = sorted(os.path.join(path, name) for name in os.listdir(path)
+                            if name.lower().endswith(VIDEO_EXTENSIONS))
+            if not videos:
+                raise FileNotFoundError(f'clips:{path} holds no video '
+                                        f'({", ".join(VIDEO_EXTENSIONS)})')
+            found += videos
+        elif os.path.isfile(path):
+            found.append(path)
+        else:
+            raise FileNotFoundError(f'clips:{path} does not exist')
+    return found
+
+
+def clip_snippets(paths: Sequence[str], size_wh: Optional[Tuple[int, int]] = None,
+                  max_frames: Optional[int] = None) -> Iterator[EvalSnippet]:
+    """Unlabelled video files as snippets without ground truth (:func:`with_perframe_labels`)."""
+    from evs_ros.data.video import iter_video
+    for path in paths:
+        frames = [_resize(frame, size_wh, cv2.INTER_AREA)
+                  for frame in iter_video(path, max_frames=max_frames)]
+        if not frames:
+            raise ValueError(f'{path}: no frame could be decoded')
+        yield EvalSnippet(name=os.path.splitext(os.path.basename(path))[0], frames=frames,
+                          gt_labels=None, annotated_index=-1)
+
+
+def with_perframe_labels(snippets: Iterable[EvalSnippet], model) -> Iterator[EvalSnippet]:
+    """Each snippet with the per-frame network's labels of every frame as its ground truth: the
+    agreement protocol (module docstring). The labels are exactly PERFRAME's outputs."""
+    from evs_ros.config import BASELINE, EvsConfig
+    from evs_ros.pipeline.pipeline import EvsPipeline
+    pipeline = EvsPipeline(replace(EvsConfig(), operating_point=BASELINE), model)
+    for snippet in snippets:
+        pipeline.reset()
+        labels = [pipeline.process(frame).labels.copy() for frame in snippet.frames]
+        yield replace(snippet, gt_labels=labels[-1], annotated_index=len(labels) - 1,
+                      labels_all=labels)
+
+
+def image_snippets(directory: str, size_wh: Optional[Tuple[int, int]] = None,
+                   limit: Optional[int] = None) -> Iterator[EvalSnippet]:
+    """``images:DIR``: every ``*_leftImg8bit.png`` with a ground-truth file of
+    :data:`GT_SUFFIXES` beside it, as a one-frame snippet."""
+    from evs_ros.data.cityscapes import read_image
+    for image_path, gt_path in list_labelled_images(directory)[:limit]:
+        frame = _resize(read_image(image_path), size_wh, cv2.INTER_AREA)
+        labels = _resize(read_ground_truth(gt_path), frame.shape[1::-1], cv2.INTER_NEAREST)
+        name = os.path.basename(image_path)[:-len('_leftImg8bit.png')]
+        yield EvalSnippet(name=name, frames=[frame], gt_labels=labels, annotated_index=0)
+
+
+def list_labelled_images(directory: str) -> List[Tuple[str, str]]:
+    """(image, ground truth) pairs of ``images:DIR`` (the preferred ground-truth kind)."""
+    pairs = []
+    for image in sorted(glob.glob(os.path.join(glob.escape(directory), '*_leftImg8bit.png'))):
+        stem = image[:-len('_leftImg8bit.png')]
+        truths = [path for suffix in GT_SUFFIXES
+                  for path in sorted(glob.glob(glob.escape(stem) + suffix))]
+        if truths:
+            pairs.append((image, truths[0]))
+    if not pairs:
+        raise FileNotFoundError(f'images:{directory}: no NAME_leftImg8bit.png with a '
+                                'NAME_gtFine_{labelTrainIds,labelIds,color}.png beside it')
+    return pairs
+
+
 def split_data_spec(data: str) -> Tuple[str, str]:
-    """``--data`` -> (kind, path): ``camvid:ROOT``, ``video:DIR`` or a Cityscapes-layout ROOT."""
-    for kind in ('camvid', 'video'):
+    """``--data`` -> (kind, path): ``camvid:ROOT``, ``video:DIR``, ``clips:PATHS``,
+    ``images:DIR`` or a Cityscapes-layout ROOT."""
+    for kind in ('camvid', 'video', 'clips', 'images'):
         if data.startswith(kind + ':'):
             return kind, data[len(kind) + 1:]
     return 'cityscapes_layout', data
@@ -258,6 +341,15 @@ def snippet_source(data_root: Optional[str] = None, split: str = 'val', synth_co
         count = len(list_video_snippets(path)[:max_snippets])
         described = {'kind': 'video', 'root': os.path.abspath(path)}
         return video_snippets(path, size_wh, max_snippets), count, described
+    if kind == 'clips':
+        clips = list_clips(path)[:max_snippets]
+        described = {'kind': 'clips', 'clips': [os.path.abspath(c) for c in clips],
+                     'protocol': 'agreement with the per-frame network on every frame'}
+        return clip_snippets(clips, size_wh), len(clips), described
+    if kind == 'images':
+        count = len(list_labelled_images(path)[:max_snippets])
+        described = {'kind': 'images', 'root': os.path.abspath(path)}
+        return image_snippets(path, size_wh, max_snippets), count, described
     if data_root:
         from evs_ros.data.cityscapes import list_snippets
         count = sum(s.annotated_index in s.labels for s in list_snippets(data_root, split))

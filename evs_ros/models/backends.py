@@ -96,6 +96,12 @@ def load_espnet_spec(rest: str, device: str = 'auto', fp16: bool = False):
     return load_espnet(_existing(rest, 'ESPNetv2 weights'), device, fp16)
 
 
+def load_tflite_spec(rest: str, device: str = 'auto', fp16: bool = False):
+    """``tflite:PATH`` (LiteRT, labels or probabilities; not exportable)."""
+    from evs_ros.models.tflite import load_tflite
+    return load_tflite(_existing(rest, 'TFLite'))
+
+
 def load_python_spec(rest: str, device: str = 'auto', fp16: bool = False):
     """``python:MODULE:FACTORY``."""
     return PythonModel(rest)

@@ -29,16 +29,58 @@ class ModelMismatchError(ValueError):
     """The Refiner was trained for another network (the message says how they differ)."""
 
 
+AUTO = 'auto'
+SHIPPED = 'icnet:default'
+
+
 def resolve_backend_spec(spec: str) -> str:
-    """``weights:NAME`` -> the SPEC of the cached checkpoint; other SPECs unchanged."""
+    """``weights:NAME`` -> the SPEC of the cached checkpoint; ``auto`` -> :func:`auto_backend`;
+    other SPECs unchanged."""
+    if spec == AUTO:
+        spec = auto_backend()
     if spec.startswith('weights:'):
         from evs_ros.models.weights_cache import resolve_weights
         return resolve_weights(spec[len('weights:'):])
     return spec
 
 
+def auto_backend() -> str:
+    """``model.backend: auto``: the best real network in the cache, else the shipped ICNet.
+
+    Real networks are tried in the order of ``AUTO_PREFERENCE`` (the catalogue's real-time
+    Cityscapes networks, most accurate first); the choice is logged in one line, and falling back
+    to the shipped network (trained only on synthetic streets) is a warning that says what to run.
+    Nothing is downloaded.
+    """
+    from evs_ros.models.weights_cache import cached_path, load_catalogue
+    from evs_ros.models.weights_catalogue import AUTO_PREFERENCE
+    catalogue = load_catalogue()
+    for name in AUTO_PREFERENCE:
+        path = cached_path(catalogue[name]) if name in catalogue else None
+        if path:
+            LOGGER.info('model.backend auto: %s, a real Cityscapes network (cached at %s)',
+                        name, path)
+            return f'weights:{name}'
+    LOGGER.warning('model.backend auto: no real network in the cache, so the shipped ICNet runs; '
+                   'it knows only synthetic streets: for real cameras run `evs weights get %s` '
+                   '(3.4 MB, once, on a connected machine)', AUTO_PREFERENCE[0])
+    return SHIPPED
+
+
+def describe_backend(spec: str) -> str:
+    """What ``spec`` (as given, before resolving) runs, in words for reports and logs."""
+    if spec == SHIPPED:
+        return 'the shipped ICNet (trained only on synthetic streets)'
+    if spec.startswith('weights:'):
+        return spec[len('weights:'):]
+    return spec
+
+
 def load_models(model_config: ModelConfig, need_refiner: bool = True):
     """Return (SegmentationModel, RefinerModel or None) for ``model_config``.
+
+    The network gets two attributes for reports: ``backend_spec`` (the SPEC that ran, ``auto``
+    resolved) and ``description`` (it in words).
 
     Args:
         model_config: ``config.model`` (backend SPEC, refiner, device, fp16).
@@ -50,10 +92,15 @@ def load_models(model_config: ModelConfig, need_refiner: bool = True):
         ModelMismatchError: an explicitly named Refiner does not fit the network.
     """
     from evs_ros.models.backends import load_backend, load_refiner
-    spec = resolve_backend_spec(model_config.backend)
+    chosen = auto_backend() if model_config.backend == AUTO else model_config.backend
+    spec = resolve_backend_spec(chosen)
     model = load_backend(spec, model_config.device, model_config.fp16)
+    model.backend_spec, model.description = chosen, describe_backend(chosen)
     refiner = None
-    if need_refiner and model_config.refiner:
+    if need_refiner and model_config.refiner and getattr(model, 'labels_only', False):
+        LOGGER.warning('%s gives labels, not probabilities: R (the Refiner) needs probabilities '
+                       'and acts as off; W and IAM work on the labels', model_config.backend)
+    elif need_refiner and model_config.refiner:
         refiner = load_refiner(model_config.refiner, model_config.device, model_config.fp16)
         reason = refiner_mismatch(model, refiner)
         if reason is not None and model_config.refiner == 'default':
@@ -86,7 +133,8 @@ def use_engines(model_config: ModelConfig, spec: str, model, refiner=None) -> st
     if note:
         LOGGER.warning(note)
     support = backend_kinds()[split_spec(spec)[0]].engines
-    named = f'{model_config.backend}' + (' and its Refiner' if refiner is not None else '')
+    named = (getattr(model, 'backend_spec', None) or model_config.backend) + (
+        ' and its Refiner' if refiner is not None else '')
     if engine != 'torch' and support == 'none':
         LOGGER.warning('model.engine %s does not apply to %s (it is not exportable: it runs as '
                        'it is)', engine, model_config.backend)

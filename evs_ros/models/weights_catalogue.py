@@ -141,8 +141,9 @@ ESPNETV2_S2 = _espnetv2('2.0', 3376094,
 ESPNETV2_S1 = _espnetv2('1.0', 1107690,
                         '0918c833fed889e32901ce739b1784fdd2b79f95a9aea199a469ca3394dd7a14',
                         'mIoU 60.1 (val)')
-DEFAULT_REAL_NETWORK = ESPNETV2_S2.name
-"""The best real network evs_ros can verify here; ``model.backend: auto`` uses it when cached."""
+AUTO_PREFERENCE = (ESPNETV2_S2.name, ESPNETV2_S1.name)
+"""``model.backend: auto`` runs the first of these that is cached (real-time real networks, most
+accurate first); ``scripts/setup.sh`` fetches the first when it can reach it."""
 
 BUILTIN_ENTRIES = (
     ESPNETV2_S2,

@@ -240,6 +240,8 @@ class InferenceWorker:
     def _loop(self) -> None:
         if 'torch' in sys.modules:
             sys.modules['torch'].set_num_threads(self._threads)
+        if hasattr(self.model, 'set_threads'):  # networks with their own thread pool (TFLite)
+            self.model.set_threads(self._threads)
         while True:
             requests = self._next_requests()
             if not requests:

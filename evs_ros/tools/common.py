@@ -234,8 +234,10 @@ def add_snippet_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--data', metavar='ROOT',
                        help='Cityscapes-layout dataset root (leftImg8bit_sequence + gtFine), '
                             'camvid:ROOT (CamVid, every frame labelled; scored in its 11 classes)'
-                            ' or video:DIR (snippets as CITY_SEQ_FIRST.mp4 + the annotated '
-                            "frame's gtFine file)")
+                            ', video:DIR (snippets as CITY_SEQ_FIRST.mp4 + the annotated '
+                            "frame's gtFine file), images:DIR (single labelled frames) or "
+                            'clips:VIDEO[,VIDEO|DIR...] (unlabelled: agreement with the '
+                            'per-frame network)')
     group.add_argument('--split', default='val', help='split of --data (default: %(default)s)')
     group.add_argument('--synth-snippets', type=int, metavar='N',
                        help="render N held-out synthetic snippets (split 'test') on the fly")
@@ -258,7 +260,8 @@ def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
                    default_synth: int = 0):
     """``evs eval`` and ``evs bench``: returns (report dict, model, config)."""
     from evs_ros.evaluation import evaluate, model_class_names
-    from evs_ros.evaluation.snippets import scoring_for, snippet_source
+    from evs_ros.evaluation.snippets import (scoring_for, snippet_source,
+                                             with_perframe_labels)
     from evs_ros.models.loading import load_models
     ops = with_explicit_fields(parse_operating_points(args.operating_points),
                                explicit_settings(args))
@@ -268,6 +271,8 @@ def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
     snippets, count, described = snippet_source(
         args.data, args.split, args.synth_snippets or default_synth, args.synth_seed,
         args.max_snippets, size_wh)
+    if described['kind'] == 'clips':  # the reference: the per-frame network's own labels
+        snippets = with_perframe_labels(snippets, model)
     scoring = scoring_for(described['kind'], model_class_names(model))
     with progress_bar(count, 'evaluate', 'snippet') as bar:
         report = evaluate(snippets, model, refiner, ops, config, figure_propagations,

@@ -4,12 +4,18 @@ Starts the installed evs_node, plays built-in clips into it over real DDS at cam
 synthetic driving snippet with exact ground truth, and the real street clip bikes.mp4), and writes
 to ``--out``: an overlay video per clip, a contact sheet PNG, ``summary.json`` and ``summary.md``
 (per-frame latency percentiles, output Hz, keyframes, drops, and mIoU on the synthetic clip).
+
+Which network labels which clip: without ``--backend`` (or ``model.backend`` in ``--params``),
+the real clip gets ``model.backend: auto`` (the real Cityscapes network when it is in the
+cache, else the shipped one) and the synthetic clip the shipped ICNet, the network that knows
+synthetic streets; each network runs in its own node. The summary and the contact sheet name the
+network of every clip.
 """
 
 import math
 import os
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -18,6 +24,7 @@ from evs_ros.pipeline.stats import percentiles as stage_percentiles
 from evs_ros.tools import common
 
 CLIPS = ('synth', 'bikes')
+REAL_CLIPS = ('bikes',)
 
 
 def add_arguments(parser) -> None:
@@ -105,10 +112,12 @@ def write_video(path: str, record, frames: List[np.ndarray], rate_hz: float) -> 
     return written
 
 
-def contact_sheet(path: str, rows: List[List[np.ndarray]], tile_width: int = 320) -> None:
-    """Rows of [input, overlay, mask] tiles, resized to ``tile_width``, as one PNG."""
+def contact_sheet(path: str, rows: List[List[np.ndarray]], tile_width: int = 320,
+                  captions: Sequence[str] = ()) -> None:
+    """Rows of [input, overlay, mask] tiles, resized to ``tile_width``, as one PNG; a row's
+    caption (which clip, which network) is written across its top."""
     lines = []
-    for tiles in rows:
+    for row, tiles in enumerate(rows):
         resized = []
         for tile in tiles:
             if tile.ndim == 2:
@@ -116,12 +125,23 @@ def contact_sheet(path: str, rows: List[List[np.ndarray]], tile_width: int = 320
             scale = tile_width / tile.shape[1]
             resized.append(cv2.resize(tile, (tile_width, int(round(tile.shape[0] * scale)))))
         height = max(t.shape[0] for t in resized)
-        lines.append(np.hstack([cv2.copyMakeBorder(t, 0, height - t.shape[0], 0, 2,
-                                                   cv2.BORDER_CONSTANT) for t in resized]))
+        line = np.hstack([cv2.copyMakeBorder(t, 0, height - t.shape[0], 0, 2,
+                                             cv2.BORDER_CONSTANT) for t in resized])
+        if row < len(captions) and captions[row]:
+            _caption(line, captions[row])
+        lines.append(line)
     width = max(line.shape[1] for line in lines)
     sheet = np.vstack([cv2.copyMakeBorder(line, 0, 2, 0, width - line.shape[1],
                                           cv2.BORDER_CONSTANT) for line in lines])
     cv2.imwrite(path, sheet)
+
+
+def _caption(tile: np.ndarray, text: str) -> None:
+    """White text on a dark band at the top of ``tile`` (in place)."""
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    (width, height), _ = cv2.getTextSize(text, font, scale, 1)
+    tile[:height + 8, :min(tile.shape[1], width + 8)] //= 3
+    cv2.putText(tile, text, (4, height + 3), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def sheet_rows(record, frames, count: int = 3) -> List[List[np.ndarray]]:
@@ -134,49 +154,57 @@ def sheet_rows(record, frames, count: int = 3) -> List[List[np.ndarray]]:
 
 
 def markdown(summary: dict) -> str:
-    lines = [f"# evs demo ({summary['operating_point']}, backend {summary['backend']})", '',
+    lines = [f"# evs demo ({summary['operating_point']})", '',
              f"Hardware: {summary['hardware']}", '',
-             '| clip | frames sent | with labels | in Hz | out Hz | keyframes | dropped | '
-             'latency p50 / p99 ms | mIoU |', '|---|---|---|---|---|---|---|---|---|']
+             '| clip | network | frames sent | with labels | in Hz | out Hz | keyframes | '
+             'dropped | latency p50 / p99 ms | mIoU |', '|---' * 10 + '|']
     for name, clip in summary['clips'].items():
         miou = f"{100 * clip['miou']:.1f}" if 'miou' in clip else '-'
-        lines.append(f"| {name} | {clip['frames_sent']} | {clip['frames_with_labels']} | "
+        lines.append(f"| {name} | {clip['network']} | {clip['frames_sent']} | "
+                     f"{clip['frames_with_labels']} | "
                      f"{clip['input_hz']:.1f} | {clip['output_hz']:.1f} | {clip['keyframes']} | "
                      f"{clip['dropped_by_node']} | {clip['latency_ms']['p50']:.1f} / "
                      f"{clip['latency_ms']['p99']:.1f} | {miou} |")
     return '\n'.join(lines) + '\n'
 
 
+def clip_networks(config, clip_names: Sequence[str]) -> Dict[str, str]:
+    """The backend SPEC (``auto`` resolved) that labels each clip (module docstring)."""
+    from evs_ros.models.loading import AUTO, SHIPPED, auto_backend
+    chosen = config.model.backend
+    real = auto_backend() if chosen == AUTO else chosen
+    return {name: real if name in REAL_CLIPS or chosen != AUTO else SHIPPED
+            for name in clip_names}
+
+
 def run(args) -> int:
     from tqdm import tqdm
-    from evs_ros.ros.session import NodeSession
     try:
         config = common.build_config(args)  # validated here: one line instead of a node log
         clips = {name: load_clip(name, args) for name in args.clips.split(',') if name}
+        networks = clip_networks(config, list(clips))
     except common.USER_ERRORS as error:
         return common.fail('demo', error)
     os.makedirs(args.out, exist_ok=True)
-    overrides = {name: value if value != '' else "''"
-                 for name, value in common.explicit_settings(args).items()}
-    summary = {'operating_point': config.operating_point.name, 'backend': config.model.backend,
+    summary = {'operating_point': config.operating_point.name,
                'hardware': common.hardware_line(common.hardware_info()), 'clips': {}}
-    rows = []
+    rows, captions = [], []
     total = sum(len(frames) for frames, _ in clips.values())
-    with NodeSession(overrides, os.path.join(args.out, 'node.log'),
-                     params_file=args.params) as session, \
-            tqdm(total=total, desc='frames', unit='f') as bar:
-        stamp0_ns = None
-        for name, (frames, gt_labels) in clips.items():
-            bar.set_postfix_str(name)
-            kwargs = {} if stamp0_ns is None else {'stamp0_ns': stamp0_ns}
-            record = session.play(name, frames, args.rate_hz, progress=bar.update, **kwargs)
-            stamp0_ns = record.stamps_ns[-1] + 10_000_000_000
-            summary['clips'][name] = clip_summary(record, gt_labels)
-            write_video(os.path.join(args.out, f'{name}_overlay.mp4'), record, frames,
-                        args.rate_hz)
-            rows += sheet_rows(record, frames)
+    with tqdm(total=total, desc='frames', unit='f') as bar:
+        for spec in dict.fromkeys(networks.values()):  # one node per network, in clip order
+            names = [name for name in clips if networks[name] == spec]
+            for name, record in _play_clips(args, spec, names, clips, bar):
+                frames, gt_labels = clips[name]
+                described = describe_backend(spec)
+                summary['clips'][name] = {'network': described, 'backend': spec,
+                                          **clip_summary(record, gt_labels)}
+                write_video(os.path.join(args.out, f'{name}_overlay.mp4'), record, frames,
+                            args.rate_hz)
+                clip_rows = sheet_rows(record, frames)
+                rows += clip_rows
+                captions += [f'{name}: {described}'] * len(clip_rows)
     if rows:
-        contact_sheet(os.path.join(args.out, 'contact_sheet.png'), rows)
+        contact_sheet(os.path.join(args.out, 'contact_sheet.png'), rows, captions=captions)
     common.write_json(os.path.join(args.out, 'summary.json'), _finite(summary))
     common.write_text(os.path.join(args.out, 'summary.md'), markdown(summary))
     print(markdown(summary))
@@ -184,6 +212,30 @@ def run(args) -> int:
           f'({time.strftime("%H:%M:%S")})')
     # Drops under overload are by design (never a backlog); a clip with no output is a failure.
     return 0 if all(c['frames_with_labels'] > 0 for c in summary['clips'].values()) else 1
+
+
+def describe_backend(spec: str) -> str:
+    """The network of a clip in words (see :func:`evs_ros.models.loading.describe_backend`)."""
+    from evs_ros.models.loading import describe_backend as describe
+    return describe(spec)
+
+
+def _play_clips(args, spec: str, names: Sequence[str], clips, bar):
+    """Play ``names`` into one node running ``spec``; yields (name, ClipRecord)."""
+    from evs_ros.ros.session import NodeSession
+    overrides = {name: value if value != '' else "''"
+                 for name, value in common.explicit_settings(args).items()}
+    overrides['model.backend'] = spec
+    with NodeSession(overrides, os.path.join(args.out, f"node_{'_'.join(names)}.log"),
+                     params_file=args.params) as session:
+        stamp0_ns = None
+        for name in names:
+            bar.set_postfix_str(name)
+            kwargs = {} if stamp0_ns is None else {'stamp0_ns': stamp0_ns}
+            record = session.play(name, clips[name][0], args.rate_hz, progress=bar.update,
+                                  **kwargs)
+            stamp0_ns = record.stamps_ns[-1] + 10_000_000_000
+            yield name, record
 
 
 def _finite(value):
