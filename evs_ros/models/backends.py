@@ -291,6 +291,8 @@ def _read_onnx_with_cv2(cv2, path: str):
 class PythonModel(MappedClassesModel):
     """``python:MODULE:FACTORY``: a user callable returning float32 (C, h, w) probabilities."""
 
+    engine = 'python'  # runs as it is: model.engine does not apply (not exportable)
+
     def __init__(self, target: str):
         module_name, sep, factory_name = target.rpartition(':')
         if not sep or not module_name:
