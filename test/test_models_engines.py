@@ -4,6 +4,9 @@ atomically and reused; a network that cannot be exported runs on torch with one 
 
 Tolerances (stated here, checked for every engine that installs): labels agree with torch eager
 on >= 99.5 % of pixels; fp32 probabilities within 1e-4 (absolute) of torch's; bf16 within 0.15.
+Networks: the shipped ICNet and Refiner on synthetic street frames, a tiny random SegFormer,
+ESPNetv2 (random weights, and the published Cityscapes weights on a real Cityscapes frame when
+../shared/real is there), ONNX files.
 """
 
 import logging
@@ -24,6 +27,7 @@ from evs_ros.models import engine_cache, engines
 from evs_ros.models.backends import load_backend, load_refiner
 from evs_ros.models.graph import EngineRunner, engine_name, torch_twin, use_engine, warm_up
 from evs_ros.models.loading import load_models
+from real_data import real_path, requires_real
 
 torch.set_num_threads(1)
 CPU_ENGINES = [name for name in ('openvino', 'onnxruntime') if engines.engine_version(name)]
@@ -89,6 +93,34 @@ def test_tiny_segformer_matches_torch(engine, tmp_path, cache):
     _check_parity(prediction.probs, expected.probs)
     np.testing.assert_allclose(prediction.features, expected.features, atol=1e-4)
     assert model.runner.failure is None and engine_name(model) == engine
+
+
+@pytest.mark.parametrize('engine', CPU_ENGINES)
+def test_espnetv2_matches_torch(engine, frames, cache):
+    """ESPNetv2 (width 2.0, the published layout; random weights here, the real ones in
+    test_real_engines below when ../shared/real is there) exports with its pyramid's
+    adaptive pooling and matches torch."""
+    from evs_ros.models.espnet import ESPNetv2, EspnetModel
+    torch.manual_seed(0)
+    model = EspnetModel(ESPNetv2(2.0, 20).eval(), 'cpu')
+    use_engine(model, engine)
+    reference = torch_twin(model)
+    prediction, expected = model.predict(frames[0]), reference.predict(frames[0])
+    _check_parity(prediction.probs, expected.probs)
+    np.testing.assert_allclose(prediction.features, expected.features, atol=1e-3)
+    assert model.runner.failure is None
+
+
+@requires_real
+@pytest.mark.parametrize('engine', CPU_ENGINES)
+def test_real_espnetv2_labels_match_torch_on_a_real_frame(engine, cache):
+    import cv2
+    weights = real_path('weights', 'espnetv2_s_2.0_city_1024x512.pth')
+    image = cv2.imread(real_path('cityscapes', 'frankfurt_000001_058914_leftImg8bit.png'))
+    image = cv2.resize(image, (1024, 512), interpolation=cv2.INTER_AREA)
+    model = load_backend(f'espnet:{weights}', 'cpu')
+    use_engine(model, engine)
+    _check_parity(model.predict(image).probs, torch_twin(model).predict(image).probs)
 
 
 @pytest.mark.skipif('openvino' not in CPU_ENGINES, reason='needs openvino')
