@@ -106,9 +106,10 @@ def backend_kinds() -> Dict[str, BackendKind]:
     return {row.kind: row for row in BACKENDS}
 
 
-def spec_usage() -> str:
-    """'icnet:PATH|default, hf:MODEL, ...': every SPEC form, for help texts and errors."""
-    return ', '.join(row.usage for row in BACKENDS)
+def spec_usage(aliases: bool = True) -> str:
+    """'auto, icnet:PATH|default, hf:MODEL, ...': every SPEC form, for help texts and errors
+    (without ``auto`` when not ``aliases``)."""
+    return ', '.join(row.usage for row in BACKENDS if aliases or ':' in row.usage)
 
 
 def split_spec(spec: str) -> Tuple[str, str]:

@@ -198,7 +198,8 @@ class ModelConfig:
     def __post_init__(self):
         validate_fields('model', self)
         check(':' in self.backend or self.backend == 'auto',
-              f'model.backend={self.backend!r}: must be a SPEC like {spec_usage()}')
+              f'model.backend={self.backend!r}: must be auto or a SPEC like '
+              f'{spec_usage(aliases=False)}')
         check(not self.fp16 or self.precision in ('auto', 'fp16'),
               f'model.fp16=true contradicts model.precision={self.precision}: set one of them')
         check(self.precision != 'int8' or self.calibration,

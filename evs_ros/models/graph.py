@@ -162,10 +162,11 @@ class EngineRunner:
             self._building.add(key)
         LOGGER.info('%s: no %s graph for %s yet: building it in the background; torch runs '
                     'these frames meanwhile', self.graph_name, self.engine, key[0])
-        # Not a daemon: at exit the interpreter waits for a build in progress (a native export
-        # or compile killed mid-way aborts the process).
+        # Not a daemon (explicitly: a thread started by the daemon inference worker would
+        # inherit daemon=True): at exit the interpreter waits for a build in progress, as a
+        # native export or compile killed mid-way aborts the process.
         thread = threading.Thread(target=self._build_in_background, args=(key, shapes),
-                                  name='evs-engine-build')
+                                  name='evs-engine-build', daemon=False)
         self._threads.append(thread)
         thread.start()
         return None
