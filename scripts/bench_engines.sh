@@ -2,8 +2,8 @@
 # Every figure of docs/benchmarks.md section 13 (engines, issue 18) and the reruns of sections 2,
 # 6, 9 and 10 with model.engine: auto, in one script. Run it ALONE on the machine (ratios are
 # measured within one run, but a second busy core distorts the runtime figures):
-#   data     render the held-out synthetic test set (data_cache/synth_2048, 16 snippets at
-#            2048x1024, once), int8 calibration frames from the TRAIN split (data_cache/
+#   data     render the held-out synthetic test set (data_cache/synth_2048, 10 snippets at
+#            2048x1024, once: the first 10 of section 8's 16), int8 calibration frames from the TRAIN split (data_cache/
 #            synth_calib), random SegFormer-B0/B2 and ESPNetv2-s2 checkpoints with Refiners
 #            (speed only) in $CACHE;
 #   models   evs bench models: ICNet 1.0/0.5/0.25, SegFormer-B0, ESPNetv2-s2 (and SegFormer-B2)
@@ -47,10 +47,14 @@ log() { printf '\n\033[1m[bench_engines %s s]\033[0m %s\n' "$(( $(date +%s) - st
 
 step_data() {
   log "data: synthetic test set, calibration frames, random networks"
-  [ -d "$data/leftImg8bit_sequence/test" ] || evs synth --out "$data" --split test --snippets 16 \
-    --width 2048 --height 1024
-  [ -d data_cache/synth_calib/leftImg8bit_sequence/train ] || evs synth \
-    --out data_cache/synth_calib --split train --snippets 4 --width 1024 --height 512
+  local rendered
+  rendered=$( (find "$data/leftImg8bit_sequence/test" -name '*.png' 2>/dev/null || true) | wc -l)
+  if [ "$rendered" -lt $(( snippets * 30 )) ]; then  # (re)render what a killed render left
+    rm -rf "$data"
+    evs synth --out "$data" --split test --snippets "$snippets" --width 2048 --height 1024
+  fi
+  [ -d data_cache/synth_calib/gtFine/train ] || evs synth \
+    --out data_cache/synth_calib --split train --snippets 4 --frames 8 --width 1024 --height 512
   python - "$cache" <<'PY'
 import os, sys
 import torch
