@@ -34,9 +34,12 @@ def engines_dir() -> str:
 
 
 def state_hash(module) -> str:
-    """sha256 (hex) of a torch module's class and state (names, dtypes, shapes, values): the
-    weights' hash of its cache entries, whatever file they came from."""
+    """sha256 (hex) of a torch module's state (names, dtypes, shapes, values) and of the source
+    files of its classes: the key of its cache entries, whatever file the weights came from; a
+    change of the network's code (a new evs_ros, transformers) is a new key."""
     digest = hashlib.sha256(type(module).__name__.encode())
+    for code in sorted(_file_digest(path) for path in _source_files(module)):
+        digest.update(code.encode())  # contents only: the same code anywhere, the same key
     for name, tensor in sorted(module.state_dict().items()):
         tensor = tensor.detach().to('cpu')
         if tensor.is_floating_point():
@@ -44,6 +47,30 @@ def state_hash(module) -> str:
         digest.update(f'{name}:{tuple(tensor.shape)}:{tensor.dtype};'.encode())
         digest.update(tensor.contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _source_files(module) -> set:
+    """The Python files that define the classes of ``module`` and of its submodules (their
+    module-level functions live there too)."""
+    import inspect
+    files = set()
+    for item in module.modules():
+        try:
+            path = inspect.getsourcefile(type(item))
+        except TypeError:  # builtin / compiled
+            continue
+        if path and os.path.isfile(path):
+            files.add(path)
+    return files
+
+
+_FILE_DIGESTS: dict = {}
+
+
+def _file_digest(path: str) -> str:
+    if path not in _FILE_DIGESTS:
+        _FILE_DIGESTS[path] = file_hash(path)
+    return _FILE_DIGESTS[path]
 
 
 def file_hash(path: str) -> str:

@@ -36,8 +36,8 @@ the Refiner: the level-3 encoder output (1/8 of the input; 256 channels at s = 2
 counterpart of ICNet's ``conv3_1`` (the encoder before its deepest, most expensive stage).
 
 Adaptive average pooling with sizes that do not divide (the pyramid's 1.5 and 0.1 scales) has no
-ONNX operator; :func:`adaptive_avg_pool2d` computes the same windows with cumulative sums when
-the network is being exported, and with ``F.adaptive_avg_pool2d`` otherwise.
+ONNX operator; :func:`adaptive_avg_pool2d` computes the same windows with average pooling and
+gathers when the network is being exported, and with ``F.adaptive_avg_pool2d`` otherwise.
 """
 
 import math
@@ -378,8 +378,9 @@ def adaptive_avg_pool2d(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """``F.adaptive_avg_pool2d(x, size)``, exportable to ONNX for any sizes.
 
     While exporting (ONNX or ``torch.export``), windows that do not divide evenly are averaged
-    with cumulative sums along each axis (window i of n -> m covers ``[floor(i n / m),
-    ceil((i + 1) n / m))``, as PyTorch's adaptive pooling); otherwise PyTorch's own op.
+    along each axis by stride-1 average pooling and a gather of the windows' starts (window i of
+    n -> m covers ``[floor(i n / m), ceil((i + 1) n / m))``, as PyTorch's adaptive pooling);
+    otherwise PyTorch's own op.
     """
     if not _exporting():
         return F.adaptive_avg_pool2d(x, size)
@@ -403,16 +404,22 @@ def _adaptive_mean_along(x: torch.Tensor, axis: int, out_size: int) -> torch.Ten
         factor = in_size // out_size
         kernel = (factor, 1) if axis == 2 else (1, factor)
         return F.avg_pool2d(x, kernel, kernel)
+    # Uneven windows: one stride-1 average pooling per window length, the windows' starts
+    # gathered from it (engines run pooling and gathers fast; a cumulative sum they do not).
     starts = [(i * in_size) // out_size for i in range(out_size)]
-    ends = [-(-((i + 1) * in_size) // out_size) for i in range(out_size)]
-    padded = F.pad(torch.cumsum(x, dim=axis), (0, 0, 1, 0) if axis == 2 else (1, 0))
-    upper = padded.index_select(axis, torch.tensor(ends, device=x.device))
-    lower = padded.index_select(axis, torch.tensor(starts, device=x.device))
-    lengths = torch.tensor([e - s for s, e in zip(starts, ends)], dtype=x.dtype,
-                           device=x.device)
-    shape = [1, 1, 1, 1]
-    shape[axis] = out_size
-    return (upper - lower) / lengths.reshape(shape)
+    lengths = [-(-((i + 1) * in_size) // out_size) - start for i, start in enumerate(starts)]
+    pieces, order = [], []
+    for length in sorted(set(lengths)):
+        kernel = (length, 1) if axis == 2 else (1, length)
+        pooled = F.avg_pool2d(x, kernel, 1)
+        windows = [i for i in range(out_size) if lengths[i] == length]
+        index = torch.tensor([starts[i] for i in windows], device=x.device)
+        pieces.append(pooled.index_select(axis, index))
+        order += windows
+    if len(pieces) == 1:
+        return pieces[0]
+    inverse = torch.tensor(sorted(range(out_size), key=order.__getitem__), device=x.device)
+    return torch.cat(pieces, dim=axis).index_select(axis, inverse)
 
 
 def preprocess_bgr(image_bgr: torch.Tensor) -> torch.Tensor:
