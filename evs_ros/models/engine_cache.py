@@ -1,7 +1,8 @@
 """Where engine graphs live on disk, how they are named, and how they are written.
 
 ``$XDG_CACHE_HOME/evs_ros/engines/`` (default ``~/.cache/evs_ros/engines``) holds one folder per
-network graph and weights: ``<graph>-<weights sha256, 16 hex>/``. Inside, one entry per input
+network graph and weights: ``<graph>-<sha256 of the weights and the network's code, 16 hex>/``
+(:func:`state_hash`). Inside, one entry per input
 shape and what built it:
 
 - ``<shape>-torch<version>-opset<N>.onnx``: the ONNX export (OpenVINO and ONNX Runtime read it;
