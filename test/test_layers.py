@@ -1,5 +1,5 @@
 """Layering: imports point one way, config <- {data, flow} <- models <- pipeline <-
-{training, evaluation} <- ros <- tools, and only evs_ros/ros imports ROS packages.
+{training, evaluation, bags} <- ros <- tools, and only evs_ros/ros imports ROS packages.
 
 ``data`` is a leaf beside ``flow`` (labels, datasets, readers). ``tools`` may start the ROS node
 (``evs demo``, ``evs node``), so it sits above ``ros``; nothing below imports either. Command
@@ -18,7 +18,7 @@ ROS_MODULES = {'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs', 'rcl_inter
                'builtin_interfaces', 'cv_bridge', 'launch', 'launch_ros', 'vision_msgs',
                'lifecycle_msgs', 'composition_interfaces', 'ament_index_python'}
 LAYER = {'config': 0, 'errors': 0, 'data': 1, 'flow': 1, 'models': 2, 'pipeline': 3, 'training': 4,
-         'evaluation': 4, 'msg': 4, 'ros': 5, 'tools': 6}
+         'evaluation': 4, 'bags': 4, 'msg': 4, 'ros': 5, 'tools': 6}
 
 
 def _imports(path: Path):

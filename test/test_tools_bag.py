@@ -1,74 +1,24 @@
-"""Tests for `evs bag` (evs_ros.tools.bag + evs_ros.data.rosbag_io): small bags, no rclpy.
+"""Tests for `evs bag` (evs_ros.bags.labelling + evs_ros.data.rosbag_io): small bags, no rclpy.
 
 Input bags are written here with the plain ``rosbags`` API (not with the code under test) and the
 outputs are read back with it, in both storages rosbags writes (sqlite3 and mcap).
 """
 
-import cv2
+import json
+
 import numpy as np
 import pytest
 import yaml
 from rosbags.interfaces import QosReliability
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from rosbags.rosbag2 import Reader
 
+from bag_helpers import (FRAMES, HEIGHT, OUTPUTS, STORAGES, STORE, WIDTH, as_array, frame_bgr,
+                         image_message, read_bag, stamp_ns, write_input_bag)
+
+from evs_ros.bags.labelling import SUMMARY_FILE, output_topics, process_bag
 from evs_ros.data.labels import colorize as cityscapes_colorize
 from evs_ros.data.rosbag_io import DEFAULT_QOS, BagError
 from evs_ros.tools import cli
-from evs_ros.tools.bag import output_topics, process_bag
-
-STORE = get_typestore(Stores.ROS2_HUMBLE)
-Image = STORE.types['sensor_msgs/msg/Image']
-CompressedImage = STORE.types['sensor_msgs/msg/CompressedImage']
-Header = STORE.types['std_msgs/msg/Header']
-Time = STORE.types['builtin_interfaces/msg/Time']
-String = STORE.types['std_msgs/msg/String']
-
-HEIGHT, WIDTH, FRAMES = 32, 64, 10
-BAG_T0_NS = 1_700_000_000_000_000_000
-STAMP_T0_S = 1_600_000_000
-STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
-OUTPUTS = ('/camera/labels', '/camera/labels_color', '/camera/inconsistency_mask')
-
-
-def frame_bgr(index):
-    """uint8 (HEIGHT, WIDTH, 3): a random image whose blue channel is uniform (14 * index)."""
-    image = np.random.default_rng(index).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-    image[..., 0] = 14 * index
-    return image
-
-
-def header(index):
-    stamp = Time(sec=STAMP_T0_S + index, nanosec=1000 * index + 7)
-    return Header(stamp=stamp, frame_id=f'cam_{index % 2}')
-
-
-def write_input_bag(path, storage='sqlite3', compressed=False, broken_frame=None, qos=()):
-    """A bag with FRAMES images on /camera/image[/compressed] and a String on /chatter."""
-    topic, msgtype = ('/camera/image/compressed', CompressedImage.__msgtype__) if compressed \
-        else ('/camera/image', Image.__msgtype__)
-    with Writer(path, version=9, storage_plugin=STORAGES[storage]) as writer:
-        image_conn = writer.add_connection(topic, msgtype, typestore=STORE,
-                                           offered_qos_profiles=qos)
-        chatter = writer.add_connection('/chatter', String.__msgtype__, typestore=STORE)
-        for index in range(FRAMES):
-            time_ns = BAG_T0_NS + index * 50_000_000
-            msg = image_message(index, compressed, broken=index == broken_frame)
-            writer.write(image_conn, time_ns, STORE.serialize_cdr(msg, msgtype))
-            text = String(data=f'hello {index}')
-            writer.write(chatter, time_ns + 1, STORE.serialize_cdr(text, String.__msgtype__))
-    return topic
-
-
-def image_message(index, compressed, broken=False):
-    if compressed:
-        data = np.frombuffer(cv2.imencode('.png', frame_bgr(index))[1].tobytes(), np.uint8)
-        data = np.frombuffer(b'not an image', np.uint8) if broken else data
-        return CompressedImage(header=header(index), format='png', data=data)
-    pixels = frame_bgr(index)
-    height = HEIGHT + 1 if broken else HEIGHT  # claims more rows than its data holds
-    return Image(header=header(index), height=height, width=WIDTH, encoding='bgr8',
-                 is_bigendian=0, step=WIDTH * 3, data=pixels.reshape(-1))
 
 
 class FakeSegmenter:
@@ -82,26 +32,6 @@ class FakeSegmenter:
         labels = (image_bgr[..., 0] // 14 + len(self.calls)).astype(np.uint8)
         mask = np.broadcast_to(np.arange(WIDTH, dtype=np.uint8) * 3, labels.shape).copy()
         return labels, mask
-
-
-def read_bag(path):
-    """Return {topic: [(bag_time_ns, msgtype, deserialised message)]} and the storage id."""
-    messages = {}
-    with Reader(path) as reader:
-        for conn, time_ns, rawdata in reader.messages():
-            msg = STORE.deserialize_cdr(rawdata, conn.msgtype)
-            messages.setdefault(conn.topic, []).append((time_ns, conn.msgtype, msg))
-    return messages
-
-
-def as_array(msg):
-    channels = msg.step // msg.width
-    return np.asarray(msg.data).reshape(msg.height, msg.width, channels).squeeze(-1) \
-        if channels == 1 else np.asarray(msg.data).reshape(msg.height, msg.width, channels)
-
-
-def stamp_ns(msg):
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 @pytest.mark.parametrize('storage', sorted(STORAGES))
@@ -276,6 +206,22 @@ def test_cli_runs_the_real_pipeline_with_a_python_backend(tmp_path, capsys):
     for index, (_, _, msg) in enumerate(outputs['/camera/labels']):
         # fake_models: class = blue // 14 = index on every pixel
         np.testing.assert_array_equal(as_array(msg), np.full((HEIGHT, WIDTH), index, np.uint8))
+    summary = json.loads((tmp_path / 'out' / SUMMARY_FILE).read_text())
+    assert (summary['frames'], summary['keyframes'], summary['chunks']) == \
+        (FRAMES, FRAMES, [[0, FRAMES]])
+    assert summary['settings']['operating_point']['name'] == 'PERFRAME'
+    assert summary['settings']['model']['backend'] == 'python:fake_models:make_model'
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]  # no temporary left
+
+
+def test_cli_refuses_an_existing_output_and_leaves_it(tmp_path, capsys):
+    write_input_bag(tmp_path / 'in')
+    (tmp_path / 'out').mkdir()
+    (tmp_path / 'out' / 'keep.txt').write_text('mine')
+    code = cli.main(['bag', str(tmp_path / 'in'), str(tmp_path / 'out'),
+                     '--backend', 'python:fake_models:make_model', '--refiner', ''])
+    assert code == 2 and 'already exists' in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / 'out').iterdir()] == ['keep.txt']
 
 
 def test_cli_reports_errors_with_exit_code(tmp_path, capsys):

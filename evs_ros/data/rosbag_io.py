@@ -18,9 +18,12 @@ install here (no rosbag2 in this environment). Storage is ``sqlite3`` (Humble's 
 """
 
 import shutil
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -96,6 +99,50 @@ def bag_storage(path: Path) -> str:
         raise BagError(f'{path} is not a readable ROS 2 bag directory: {error}') from error
 
 
+@dataclass(frozen=True)
+class BagInfo:
+    """What a bag's ``metadata.yaml`` says, without opening its storage."""
+
+    storage: str
+    start_ns: int
+    duration_ns: int
+    message_counts: Dict[str, int]
+    """messages per topic"""
+    files: Tuple[str, ...] = ()
+    """the storage files, relative to the bag directory"""
+    compressed: bool = False
+
+
+def bag_info(path: Path) -> BagInfo:
+    """Read ``metadata.yaml``; BagError naming the bag when it is missing or malformed."""
+    try:
+        with open(Path(path) / 'metadata.yaml') as stream:
+            info = yaml.safe_load(stream)['rosbag2_bagfile_information']
+        counts = {str(entry['topic_metadata']['name']): int(entry['message_count'])
+                  for entry in info.get('topics_with_message_count') or ()}
+        return BagInfo(storage=str(info['storage_identifier']),
+                       start_ns=int(info['starting_time']['nanoseconds_since_epoch']),
+                       duration_ns=int(info['duration']['nanoseconds']), message_counts=counts,
+                       files=tuple(str(name) for name in info.get('relative_file_paths') or ()),
+                       compressed=str(info.get('compression_mode') or '').lower()
+                       not in ('', 'none'))
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as error:
+        raise BagError(f'{path} is not a readable ROS 2 bag directory: {error}') from error
+
+
+def _sqlite_timestamps(path: Path, topic: str) -> List[int]:
+    """The timestamps of ``topic`` in one rosbag2 sqlite3 file (read-only, index only)."""
+    try:
+        with closing(sqlite3.connect(f'file:{path}?mode=ro', uri=True)) as database:
+            rows = database.execute(
+                'SELECT messages.timestamp FROM messages JOIN topics ON '
+                'messages.topic_id = topics.id WHERE topics.name = ? ORDER BY messages.timestamp',
+                (topic,)).fetchall()
+    except sqlite3.Error as error:
+        raise BagError(f'cannot read bag file {path}: {error}') from error
+    return [int(row[0]) for row in rows]
+
+
 class BagReader:
     """Read every message of a bag in time order, raw (serialised) or deserialised."""
 
@@ -125,12 +172,33 @@ class BagReader:
         """Return ``{topic: msgtype}`` for every topic in the bag."""
         return {conn.topic: conn.msgtype for conn in self._reader.connections}
 
-    def messages(self, topics: Optional[Sequence[str]] = None
-                 ) -> Iterator[Tuple[Connection, int, bytes]]:
-        """Yield ``(connection, timestamp_ns, rawdata)`` in receive-time order."""
+    def messages(self, topics: Optional[Sequence[str]] = None, start_ns: Optional[int] = None,
+                 stop_ns: Optional[int] = None) -> Iterator[Tuple[Connection, int, bytes]]:
+        """Yield ``(connection, timestamp_ns, rawdata)`` in receive-time order.
+
+        Args:
+            topics: only these topics (None: all; topics the bag lacks yield nothing).
+            start_ns: only messages at or after this bag time.
+            stop_ns: only messages before this bag time.
+        """
         connections = [conn for conn in self._reader.connections
                        if topics is None or conn.topic in topics]
-        return self._reader.messages(connections=connections)
+        if not connections:  # rosbags reads an empty selection as "every connection"
+            return iter(())
+        return self._reader.messages(connections=connections, start=start_ns, stop=stop_ns)
+
+    def timestamps(self, topic: str) -> List[int]:
+        """Bag times (ns) of every message on ``topic``, in order.
+
+        Uncompressed sqlite3 bags answer from the message table's index without reading the
+        message data; other storages read the topic's messages once.
+        """
+        info = bag_info(self.path)
+        paths = [self.path / Path(name).name for name in info.files]
+        if info.storage == 'sqlite3' and not info.compressed and paths and \
+                all(path.suffix == '.db3' for path in paths):
+            return sorted(stamp for path in paths for stamp in _sqlite_timestamps(path, topic))
+        return [timestamp for _, timestamp, _ in self.messages([topic])]
 
 
 class BagWriter:

@@ -6,6 +6,7 @@
     evs bench cameras --out DIR ...       how many cameras at 17 Hz one node serves
     evs bench models --out FILE ...       networks and their Refiner per engine, ms per frame
     evs bench latency --json FILE ...     end-to-end latency of the ROS node over DDS
+    evs bench chunks --out DIR ...        how evs fleet's chunk borders change the labels
 """
 
 import argparse
@@ -17,6 +18,7 @@ SUBCOMMANDS = {
     'cameras': 'bench_cameras',
     'models': 'bench_models',
     'latency': 'bench_latency',
+    'chunks': 'bench_chunks',
 }
 DEFAULT = 'bench_ops'
 

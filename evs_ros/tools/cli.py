@@ -23,6 +23,7 @@ COMMANDS = {
     'export': ('export', 'export a network to TorchScript or ONNX'),
     'weights': ('weights', 'list, download (explicitly) and locate public pretrained checkpoints'),
     'bag': ('bag', 'process a recorded ROS 2 bag offline into a new bag'),
+    'fleet': ('fleet', 'label every bag of a recording archive on a Ray cluster'),
     'node': ('node', 'run the ROS 2 node (same as `ros2 run evs_ros evs_node`)'),
 }
 
