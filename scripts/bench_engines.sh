@@ -126,13 +126,14 @@ step_networks() {
 step_runtime() {
   log "runtime: every operating point at 2048x1024, engine auto (section 9)"
   evs bench --data "$data" --split test --max-snippets "$snippets" --figure-propagations 0 \
-    --out "$out/runtime_2048"
+    --backend icnet:default --out "$out/runtime_2048"
 }
 
 step_threads() {
   log "threads: the runtime's split between the flow and the inference worker (section 9)"
   local common=(--data "$data" --split test --max-snippets 4 --figure-propagations 0
-                --no-torch-reference --operating-points EVS03 EVS05 EVS07 EVS10 EVS14 ADAPTIVE)
+                --backend icnet:default --no-torch-reference
+                --operating-points EVS03 EVS05 EVS07 EVS10 EVS14 ADAPTIVE)
   for split in 1,1 2,1 1,2; do
     evs bench "${common[@]}" --inference-threads "${split%,*}" --flow-threads "${split#*,}" \
       --out "$engines_out/threads_inference${split%,*}_flow${split#*,}"
@@ -142,7 +143,7 @@ step_threads() {
 step_cameras() {
   log "cameras: 2048x1024 at 17 Hz, engine auto (section 10)"
   local common=(--data "$data" --split test --clips 4 --set runtime.input_queue_size=2
-                --seconds 10)
+                --seconds 10 --backend icnet:default)
   evs bench cameras "${common[@]}" --operating-point EVS05 --max-cameras 4 \
     --out "$out/cameras_evs05"
   evs bench cameras "${common[@]}" --operating-point EVS14 --max-cameras 8 \
@@ -154,7 +155,7 @@ step_cameras() {
 step_int8() {
   log "int8: NNCF quantisation vs fp32 on OpenVINO, speed and mIoU (section 13)"
   local common=(--data "$data" --split test --max-snippets "$snippets" --figure-propagations 0
-                --no-runtime --no-torch-reference --engine openvino
+                --backend icnet:default --no-runtime --no-torch-reference --engine openvino
                 --operating-points EVS03 EVS07 EVS10 EVS14)
   evs bench "${common[@]}" --out "$engines_out/int8_synthetic_fp32"
   evs bench "${common[@]}" --set model.precision=int8 \
