@@ -143,6 +143,9 @@ def use_engines(model_config: ModelConfig, spec: str, model, refiner=None) -> st
                     model_config.backend)
     else:
         _attach(model, engine, precision, device_type, model_config)
+    if engine == 'torch' and precision == 'fp16' and not getattr(model, 'fp16', False):
+        LOGGER.warning('model.fp16 is refused by %s on torch (its graph runs float32)',
+                       model_config.backend)
     if refiner is not None and engine != 'torch':
         refiner_precision = 'fp32' if precision == 'int8' else precision
         if precision == 'int8':
