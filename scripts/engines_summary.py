@@ -181,8 +181,12 @@ def main(out):
     report = load(os.path.join(out, 'engines', 'models.json'))
     if report:
         models_tables(report)
-        dynamic_table(report)
+    report = load(os.path.join(out, 'engines', 'models_precision.json'))
+    if report:
         precision_table(report)
+    report = load(os.path.join(out, 'engines', 'models_dynamic.json'))
+    if report:
+        dynamic_table(report)
     report = load(os.path.join(out, 'engines', 'models_segformer_b2.json'))
     if report:
         print('SegFormer-B2:\n')

@@ -79,6 +79,12 @@ def test_bench_models_compares_engines_in_one_run(tmp_path, monkeypatch):
         assert (row['build_s'] > 0) == (row['engine'] != 'torch')
     markdown = (tmp_path / 'models.md').read_text()
     assert f'| auto ({auto}) |' in markdown
+    assert cli.main(['bench', 'models', '--out', str(out), '--networks', 'icnet', '--widths',
+                     '0.25', '--sizes', '64x32', '--threads', '1', '--repeats', '1', '--warmup',
+                     '0', '--engines', f'{auto},auto']) == 0
+    measured, alias = json.loads(out.read_text())['rows']  # auto is not timed twice
+    assert alias['engine'] == 'auto' and alias['engine_used'] == measured['engine'] == auto
+    assert alias['network_ms'] == measured['network_ms']
 
 
 @pytest.mark.parametrize('option, value, message', [

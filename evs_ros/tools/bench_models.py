@@ -23,6 +23,7 @@ against torch eager of the same case, and ``build_s`` (export + compile of a new
 """
 
 import argparse
+import gc
 import json
 import os
 import time
@@ -141,8 +142,8 @@ def bench_network(name: str, width_mult: float, refiner_width: float, size_wh: T
     refiner = build_refiner(channels, refiner_width, device)
     cuda = model.device.type == 'cuda'
     prediction = model.predict(image)  # the Refiner gets inputs of the real shapes
-    cases = _engine_cases(name, width_mult, refiner_width, model, refiner, device, engines,
-                          precisions, dynamic)
+    cases, aliases = _engine_cases(name, width_mult, refiner_width, model, refiner, device,
+                                   engines, precisions, dynamic)
     for _, net, ref in cases.values():  # the first call of a shape builds its graph (untimed)
         net.predict(image)
         ref.refine(image, prediction.probs, prediction.features)
@@ -172,17 +173,24 @@ def bench_network(name: str, width_mult: float, refiner_width: float, size_wh: T
             row['batch'] = batch
             row['network_batch_ms_per_frame'] = round(float(np.median(batch_ms)) / batch, 1)
         rows.append(row)
+    for label, (target, precision) in aliases.items():  # 'auto': the row of what it runs
+        row = dict(next(row for row in rows if row['engine'] == target), engine=label)
+        rows.insert(rows.index(next(r for r in rows if r['engine'] == target)) + 1, row)
     _add_speedups(rows)
+    del cases, functions
+    gc.collect()  # the sessions of big inputs hold gigabytes: free them before the next case
     return rows
 
 
 def _engine_cases(name, width_mult, refiner_width, model, refiner, device, engines, precisions,
                   dynamic) -> Dict[str, tuple]:
-    """``{label: (precision, network, Refiner)}``: each engine at each precision it runs
-    (others skipped with one line), plus a dynamic-shape graph with ``dynamic``."""
+    """(``{label: (precision, network, Refiner)}``, ``{label: (label it repeats, precision)}``):
+    each engine at each precision it runs (others skipped with one line), plus a dynamic-shape
+    graph with ``dynamic``; an engine already measured under another name (``auto``) is not
+    timed twice (one set of sessions fewer in memory) but reported with that one's times."""
     from evs_ros.models.engines import choose_precision
     device_type = model.device.type
-    cases = {}
+    cases, aliases, measured = {}, {}, {}
     for precision in precisions:
         base, base_refiner = model, refiner
         if precision == 'fp16' and device_type == 'cuda':  # torch fp16: half networks
@@ -195,6 +203,10 @@ def _engine_cases(name, width_mult, refiner_width, model, refiner, device, engin
                 print(f'evs bench models: skipping {engine} {precision}: {note}', flush=True)
                 continue
             label = engine if precision == 'fp32' else f'{engine} {precision}'
+            if (used, precision) in measured:
+                aliases[label] = (measured[(used, precision)], precision)
+                continue
+            measured[(used, precision)] = label
             source = base if used == 'torch' else model
             source_refiner = base_refiner if used == 'torch' else refiner
             cases[label] = (precision, _on_engine(source, used, device_type, precision),
@@ -204,7 +216,7 @@ def _engine_cases(name, width_mult, refiner_width, model, refiner, device, engin
                 cases[f'{label} dynamic'] = (
                     precision, _on_engine(model, used, device_type, precision, True),
                     _on_engine(refiner, used, device_type, precision))
-    return cases
+    return cases, aliases
 
 
 def _add_speedups(rows: List[Dict[str, object]]) -> None:
