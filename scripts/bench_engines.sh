@@ -15,7 +15,8 @@
 #            per-frame baseline on the same engine and on torch eager (section 9);
 #   threads  the runtime's thread split: inference worker 1 or 2 threads, flow 1 or 2
 #            (section 9; network-bound and flow-bound points, 4 snippets);
-#   cameras  evs bench cameras: EVS05 (target: 2 cameras), EVS14, ADAPTIVE at D 0.5 (section 10);
+#   cameras  evs bench cameras: EVS05 (target: 2 cameras; also with bf16), EVS14, ADAPTIVE at
+#            D 0.5 (section 10);
 #   int8     model.precision int8 vs fp32 on OpenVINO: speed and mIoU on the synthetic test set
 #            (calibrated on the train split) and, when ../shared/real is there, ESPNetv2-s2 on
 #            CamVid val calibrated on bikes.mp4 (section 13);
@@ -153,6 +154,8 @@ step_cameras() {
                 --seconds 10 --backend icnet:default)
   evs bench cameras "${common[@]}" --operating-point EVS05 --max-cameras 4 \
     --out "$out/cameras_evs05"
+  evs bench cameras "${common[@]}" --operating-point EVS05 --max-cameras 4 \
+    --set model.precision=bf16 --out "$engines_out/cameras_evs05_bf16"
   evs bench cameras "${common[@]}" --operating-point EVS14 --max-cameras 8 \
     --out "$out/cameras_evs14"
   evs bench cameras "${common[@]}" --operating-point ADAPTIVE --set operating_point.downscale=0.5 \

@@ -148,12 +148,14 @@ def threads_table(out):
 def cameras_table(out):
     print('| operating point | engine | cameras at 17 Hz | trials (cameras: served) |')
     print('|---|---|---|---|')
-    for name in ('evs05', 'evs14', 'adaptive'):
-        report = load(os.path.join(out, f'cameras_{name}', 'cameras.json'))
+    for name in ('cameras_evs05', 'engines/cameras_evs05_bf16', 'cameras_evs14',
+                 'cameras_adaptive'):
+        report = load(os.path.join(out, name, 'cameras.json'))
         if report:
             trials = ', '.join(f"{t['cameras']}: {'yes' if t['served'] else 'no'}"
                                for t in report['trials'])
-            print(f"| {report['operating_point']} | {report.get('engine')} | "
+            print(f"| {report['operating_point']} | {report.get('engine')} "
+                  f"{report.get('precision', '')} | "
                   f"{report['cameras_served']} | {trials} |")
     print()
 

@@ -91,7 +91,8 @@ def engine_line(report) -> str:
     name = str(report.get('engine', 'torch'))
     version = versions.get(name.split(' ')[0])
     refiner = report.get('refiner_engine')
-    line = (f"Engine: {name}{f' {version}' if version else ''} (network"
+    precision = report.get('precision', 'fp32')
+    line = (f"Engine: {name}{f' {version}' if version else ''} {precision} (network"
             f"{', the Refiner on ' + refiner if refiner and refiner != name else ''}"
             f"{' and Refiner' if refiner == name else ''}); the per-frame baseline PERFRAME "
             'runs on it too.')

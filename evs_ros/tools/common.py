@@ -321,9 +321,13 @@ def progress_bar(total: int, desc: str, unit: str):
 
 def engine_report(model, refiner=None) -> Dict[str, object]:
     """What runs the networks, for reports: ``engine`` (the network's: ``openvino``, ``torch``,
-    ...), ``refiner_engine`` and ``engines`` (every engine's version, None when missing)."""
+    ...), its ``precision``, ``refiner_engine`` and ``engines`` (every engine's version, None
+    when missing)."""
     from evs_ros.models.engines import engine_versions
     from evs_ros.models.graph import engine_name
-    return {'engine': engine_name(model),
+    runner = getattr(model, 'runner', None)
+    precision = ('fp16' if getattr(model, 'fp16', False) and getattr(runner, 'engine', '') ==
+                 'torch' else getattr(runner, 'precision', 'fp32'))
+    return {'engine': engine_name(model), 'precision': precision,
             'refiner_engine': engine_name(refiner) if refiner is not None else None,
             'engines': engine_versions()}
