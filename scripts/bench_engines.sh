@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every figure of docs/benchmarks.md section 13 (engines, issue 18) and the reruns of sections 2,
-# 6, 9 and 10 with model.engine: auto, in one script. Run it ALONE on the machine (ratios are
+# Every figure of docs/benchmarks.md section 13 (engines, issue 18), including the reruns of
+# sections 2, 6, 9 and 10 with model.engine: auto (all under docs/bench/engines/; the torch
+# figures of those sections stay as they are), in one script. Run it ALONE on the machine (ratios are
 # measured within one run, but a second busy core distorts the runtime figures):
 #   data     render the held-out synthetic test set (data_cache/synth_2048, 10 snippets at
 #            2048x1024, once: the first 10 of section 8's 16), int8 calibration frames from the TRAIN split (data_cache/
@@ -9,7 +10,7 @@
 #   models   evs bench models: ICNet 1.0/0.5/0.25, SegFormer-B0, ESPNetv2-s2 (and SegFormer-B2)
 #            with their Refiners, 1024x512 and 2048x1024, 1 and 2 threads, engines torch,
 #            openvino, onnxruntime, auto, static vs dynamic graphs, fp32 and bf16
-#            -> engines/models*.json (section 13) and models.json (section 2);
+#            -> engines/models*.json (section 13; section 2's networks per engine);
 #   networks evs bench per network at 1024x512 on auto vs per-frame torch (section 6);
 #   runtime  evs bench, every operating point, 10 snippets at 2048x1024, engine auto, the
 #            per-frame baseline on the same engine and on torch eager (section 9);
@@ -101,20 +102,12 @@ step_models() {
     --sizes 1024x512 --threads 1,2 --repeats "$repeats" --engines openvino,onnxruntime --dynamic
   evs bench models --out "$engines_out/models_segformer_b2.json" --networks segformer-b2 \
     --sizes 1024x512,2048x1024 --threads 1,2 --repeats 3 --engines torch,auto
-  python - "$engines_out/models.json" "$out/models.json" <<'PY'
-import json, sys
-report = json.load(open(sys.argv[1]))
-report['rows'] = [row for row in report['rows'] if row['network'] == 'icnet'
-                  and row['engine'] in ('torch', 'auto')]
-json.dump(report, open(sys.argv[2], 'w'), indent=2)
-print('section 2 rows:', len(report['rows']), '->', sys.argv[2])
-PY
 }
 
 bench_ops() {  # NAME BACKEND REFINER SIZE SNIPPETS [extra evs bench arguments...]
   local name="$1" backend="$2" refiner="$3" size="$4" count="$5"
   shift 5
-  evs bench --out "$out/networks/ops_${name}_${size}" --data "$data" --split test \
+  evs bench --out "$engines_out/networks/ops_${name}_${size}" --data "$data" --split test \
     --max-snippets "$count" --resolution "$size" --backend "$backend" --refiner "$refiner" \
     --figure-propagations 0 "$@"
 }
@@ -134,7 +127,7 @@ step_networks() {
 step_runtime() {
   log "runtime: every operating point at 2048x1024, engine auto (section 9)"
   evs bench --data "$data" --split test --max-snippets "$snippets" --figure-propagations 0 \
-    --backend icnet:default --out "$out/runtime_2048"
+    --backend icnet:default --out "$engines_out/runtime_2048"
 }
 
 step_threads() {
@@ -153,13 +146,13 @@ step_cameras() {
   local common=(--data "$data" --split test --clips 4 --set runtime.input_queue_size=2
                 --seconds 10 --backend icnet:default)
   evs bench cameras "${common[@]}" --operating-point EVS05 --max-cameras 4 \
-    --out "$out/cameras_evs05"
+    --out "$engines_out/cameras_evs05"
   evs bench cameras "${common[@]}" --operating-point EVS05 --max-cameras 4 \
     --set model.precision=bf16 --out "$engines_out/cameras_evs05_bf16"
   evs bench cameras "${common[@]}" --operating-point EVS14 --max-cameras 8 \
-    --out "$out/cameras_evs14"
+    --out "$engines_out/cameras_evs14"
   evs bench cameras "${common[@]}" --operating-point ADAPTIVE --set operating_point.downscale=0.5 \
-    --set operating_point.flow_scale=0.25 --max-cameras 8 --out "$out/cameras_adaptive"
+    --set operating_point.flow_scale=0.25 --max-cameras 8 --out "$engines_out/cameras_adaptive"
 }
 
 step_int8() {

@@ -148,9 +148,8 @@ def threads_table(out):
 def cameras_table(out):
     print('| operating point | engine | cameras at 17 Hz | trials (cameras: served) |')
     print('|---|---|---|---|')
-    for name in ('cameras_evs05', 'engines/cameras_evs05_bf16', 'cameras_evs14',
-                 'cameras_adaptive'):
-        report = load(os.path.join(out, name, 'cameras.json'))
+    for name in ('cameras_evs05', 'cameras_evs05_bf16', 'cameras_evs14', 'cameras_adaptive'):
+        report = load(os.path.join(out, 'engines', name, 'cameras.json'))
         if report:
             trials = ', '.join(f"{t['cameras']}: {'yes' if t['served'] else 'no'}"
                                for t in report['trials'])
@@ -195,11 +194,12 @@ def main(out):
         models_tables(report)
     print('## Operating points per network, 1024x512 (section 6)\n')
     for name in ('icnet', 'segformer-b0', 'segformer-b2', 'espnet-s2'):
-        report = load(os.path.join(out, 'networks', f'ops_{name}_1024x512', 'bench.json'))
+        report = load(os.path.join(out, 'engines', 'networks', f'ops_{name}_1024x512',
+                                   'bench.json'))
         if report:
             ops_table(report, name)
     print('## The runtime at 2048x1024, every operating point (section 9)\n')
-    report = load(os.path.join(out, 'runtime_2048', 'bench.json'))
+    report = load(os.path.join(out, 'engines', 'runtime_2048', 'bench.json'))
     if report:
         ops_table(report, 'runtime_2048')
     print('## Thread split (section 9)\n')
