@@ -78,7 +78,8 @@ def dynamic_table(report):
 
 
 def precision_table(report):
-    rows = [r for r in report['rows'] if r['graphs'] == 'static' and r['engine'] == 'openvino']
+    rows = [r for r in report['rows'] if r['graphs'] == 'static'
+            and r['engine'].split(' ')[0] == 'openvino']
     bf16 = [r for r in rows if r['precision'] == 'bf16']
     if not bf16:
         return
