@@ -9,6 +9,6 @@ USER_ERRORS = (ValueError, FileNotFoundError, ImportError, LookupError)
 
 
 def one_line(error: BaseException) -> str:
-    """The first line of ``error``'s message (its type's name when it has none)."""
+    """Return the first line of ``error``'s message (its type's name when it has none)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -65,7 +65,7 @@ def generate_launch_description():
 
 
 def launch_setup(context, share):
-    """The actions for the given arguments (run by launch once they are known)."""
+    """Return the actions for the given arguments (run by launch once they are known)."""
     values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     if values['container']:
         return [load_into_container(values)]
@@ -73,7 +73,7 @@ def launch_setup(context, share):
 
 
 def node_parameters(values):
-    """The params file, then the operating point when given (later entries win)."""
+    """Return the params file, then the operating point when given (later entries win)."""
     parameters = [values['params_file']] if values['params_file'] else []
     if values['operating_point']:
         parameters.append({'operating_point.preset': ParameterValue(
@@ -105,7 +105,7 @@ def on_node_exit(event, context):
 
 
 def load_into_container(values):
-    """LoadComposableNodes of evs_ros::EvsNode into the container ``values['container']``."""
+    """Return LoadComposableNodes of evs_ros::EvsNode into ``values['container']``."""
     return LoadComposableNodes(
         target_container=values['container'],
         composable_node_descriptions=[ComposableNode(

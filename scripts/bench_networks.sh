@@ -22,8 +22,10 @@ cache="${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/evs_ros/bench_networks}"
 size_small="${SIZE_SMALL:-1024x512}"
 size_large="${SIZE_LARGE:-2048x1024}"
 variants="${VARIANTS:-b0 b2}"
+# shellcheck source=distro.sh
+source "$repo/scripts/distro.sh"  # the venv of EVS_ROS_DISTRO (default kilted: .venv)
 # shellcheck disable=SC1091
-source "$repo/.venv/bin/activate"
+source "$EVS_VENV/bin/activate"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 evs() { python -m evs_ros.tools.cli "$@"; }
 mkdir -p "$out" "$cache"

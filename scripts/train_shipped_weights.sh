@@ -9,8 +9,10 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 data="${1:-$repo/data_cache/synth}"
 out="${2:-$repo/evs_ros/models/weights}"
+# shellcheck source=distro.sh
+source "$repo/scripts/distro.sh"  # the venv of EVS_ROS_DISTRO (default kilted: .venv)
 # shellcheck disable=SC1091
-source "$repo/.venv/bin/activate"
+source "$EVS_VENV/bin/activate"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 evs() { python -m evs_ros.tools.cli "$@"; }
 mkdir -p "$out"

@@ -1,5 +1,7 @@
-"""Small ROS 2 bags for the bag tests, written with the plain ``rosbags`` API (not with the code
-under test), and readers that give their messages back."""
+"""Small ROS 2 bags for the bag tests, and readers that give their messages back.
+
+They are written with the plain ``rosbags`` API, not with the code under test.
+"""
 
 import cv2
 import numpy as np
@@ -34,8 +36,11 @@ def header(index):
 
 def write_input_bag(path, storage='sqlite3', compressed=False, broken_frame=None, qos=(),
                     frames=FRAMES, period_ns=50_000_000, frame=None):
-    """A bag with ``frames`` images (``frame(index)``, default :func:`frame_bgr`) on
-    /camera/image[/compressed], one every ``period_ns``, and a String on /chatter after each."""
+    """Write a bag with ``frames`` images on /camera/image[/compressed].
+
+    ``frame(index)`` (default :func:`frame_bgr`), one every ``period_ns``, and a String on
+    /chatter after each.
+    """
     topic, msgtype = ('/camera/image/compressed', CompressedImage.__msgtype__) if compressed \
         else ('/camera/image', Image.__msgtype__)
     with Writer(path, version=9, storage_plugin=STORAGES[storage]) as writer:
@@ -63,9 +68,11 @@ def image_message(index, compressed, broken=False, frame=None):
 
 
 def moving_frame(index, height=HEIGHT, width=WIDTH):
-    """uint8 (height, width, 3): a smooth texture moving right by 1 px per frame, with vertical
-    bands of blue (14 * band) that move with it, so ``fake_models`` labels bands and the flow
-    carries them."""
+    """uint8 (height, width, 3).
+
+    A smooth texture moving right by 1 px per frame, with vertical bands of blue (14 * band) that
+    move with it, so ``fake_models`` labels bands and the flow carries them.
+    """
     rng = np.random.default_rng(7)
     texture = cv2.GaussianBlur(rng.integers(0, 256, (height, width + 64, 3), dtype=np.uint8),
                                (0, 0), 2.0)

@@ -1,6 +1,11 @@
 """Shared fixtures: ROS isolation (own domain id, localhost-only discovery) and small images."""
 
+import ast
+import functools
+import glob
+import importlib.util
 import os
+import re
 import sys
 
 import numpy as np
@@ -11,25 +16,81 @@ REPO = os.path.dirname(TEST_DIR)
 if TEST_DIR not in sys.path:  # fake models etc. for `python:` backends
     sys.path.insert(0, TEST_DIR)
 
+HAS_RCLPY = importlib.util.find_spec('rclpy') is not None
+_ROS_IMPORT = re.compile(r'^\s*(?:from|import) (?:rclpy|ament_index_python|evs_ros\.msg|'
+                         r'evs_ros\.ros|node_harness|ros_clients)\b', re.MULTILINE)
+
+
+def _imports_ros(path: str) -> bool:
+    with open(path, encoding='utf-8') as stream:
+        return bool(_ROS_IMPORT.search(stream.read()))
+
+
+# Without rclpy (Python 3.10 here: PyPI has ROS 2 wheels for 3.11/3.12 only; Humble users source
+# their ROS install) the test files that import ROS or the colcon install space are not
+# collected and the tests that need a ROS graph are skipped; the header says so; everything else
+# runs.
+collect_ignore = [] if HAS_RCLPY else sorted(
+    os.path.basename(path) for path in glob.glob(os.path.join(TEST_DIR, 'test_*.py'))
+    if _imports_ros(path))
+
+
+def pytest_report_header(config):
+    if collect_ignore:
+        return (f'rclpy is not importable (Python {sys.version_info[0]}.{sys.version_info[1]} '
+                f'without a ROS 2 install): {len(collect_ignore)} ROS test files not collected '
+                f'({", ".join(collect_ignore)})')
+    return None
+
+
+DISTRO_MODULES = ('rclpy', 'rcl_interfaces', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs',
+                  'lifecycle_msgs', 'composition_interfaces', 'ament_index_python', 'launch',
+                  'launch_ros', 'evs_ros.ros', 'evs_ros.msg', 'node_harness', 'ros_clients')
+"""Imports that make a test module depend on the ROS 2 distribution (ours included)."""
+
 
 def pytest_collection_modifyitems(items):
-    """Mark every test that needs a ROS graph (it uses ``ros_env``) with ``ros``; ``make
-    test-fast`` deselects them and the ``slow`` ones."""
+    """Mark the tests that need a ROS graph (they use ``ros_env``) with ``ros``.
+
+    ``make test-fast`` deselects them and the ``slow`` ones. Those and every test of a module
+    that imports rclpy, ROS messages or ``evs_ros.ros`` are also marked ``distro``: what can
+    differ between ROS 2 distributions (the rest runs the same Python packages on each).
+    """
     for item in items:
         if 'ros_env' in getattr(item, 'fixturenames', ()):
             item.add_marker(pytest.mark.ros)
+            item.add_marker(pytest.mark.distro)
+            if not HAS_RCLPY:
+                item.add_marker(pytest.mark.skip(reason='needs a ROS graph: rclpy is not '
+                                                        'importable here'))
+        elif _imports_ros(str(item.fspath)):
+            item.add_marker(pytest.mark.distro)
+
+
+@functools.lru_cache(maxsize=None)
+def _imports_ros(path: str) -> bool:
+    with open(path, encoding='utf-8') as source:
+        tree = ast.parse(source.read(), path)
+    names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names]
+    names += [node.module for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module]
+    return any(name == module or name.startswith(module + '.')
+               for name in names for module in DISTRO_MODULES)
 
 
 def pick_domain_id(salt: int = 0) -> int:
-    """A ROS_DOMAIN_ID unlikely to collide with concurrent runs (1..100, avoid 0)."""
+    """Return a ROS_DOMAIN_ID unlikely to collide with concurrent runs (1..100, avoid 0)."""
     return 1 + (os.getpid() * 7 + salt * 13) % 100
 
 
 @pytest.fixture(autouse=True, scope='session')
 def hermetic_caches(tmp_path_factory):
-    """Empty weights and engine caches for the whole run: what the developer fetched with
-    ``evs weights get`` never changes a test (``model.backend: auto`` looks there); tests that
-    need a cache fill their own (``local_http.isolate_caches``)."""
+    """Empty weights and engine caches for the whole run.
+
+    What the developer fetched with ``evs weights get`` never changes a test (``model.backend:
+    auto`` looks there); tests that need a cache fill their own (``local_http.isolate_caches``).
+    """
     root = tmp_path_factory.mktemp('caches')
     saved = {name: os.environ.get(name) for name in ('XDG_CACHE_HOME', 'HF_HOME')}
     os.environ['XDG_CACHE_HOME'] = str(root / 'xdg')
@@ -64,7 +125,7 @@ def ros_env(monkeypatch, request):
 
 @pytest.fixture
 def textured_frames():
-    """A list of 12 BGR uint8 frames (96x160) of a smooth random texture moving right by 2 px."""
+    """Return 12 BGR uint8 frames (96x160) of a smooth random texture moving right by 2 px."""
     rng = np.random.default_rng(0)
     import cv2
     base = cv2.GaussianBlur(rng.integers(0, 255, (96, 240, 3), dtype=np.uint8), (0, 0), 2.0)
@@ -73,8 +134,11 @@ def textured_frames():
 
 @pytest.fixture
 def harness(ros_env, tmp_path):
-    """``start(overrides=None, **kwargs) -> NodeHarness``: the installed node + players; every
-    started node must still be alive at the end and exit cleanly (its log is shown otherwise)."""
+    """``start(overrides=None, **kwargs) -> NodeHarness``: the installed node + players.
+
+    Every started node must still be alive at the end and exit cleanly (its log is shown
+    otherwise).
+    """
     from node_harness import NodeHarness
     started = []
 

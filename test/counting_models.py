@@ -34,7 +34,7 @@ def make_slow_loading_model():
 
 
 def networks_built(path) -> list:
-    """The factories recorded in ``path`` so far, in order."""
+    """Return the factories recorded in ``path`` so far, in order."""
     if not os.path.exists(path):
         return []
     with open(path, encoding='utf-8') as log:

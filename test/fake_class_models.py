@@ -28,12 +28,12 @@ class OneClass:
 
 
 def make_shuffled_car():
-    """A Cityscapes network listing its classes in another order; always says 'Car'."""
+    """Return a Cityscapes network listing its classes in another order; always says 'Car'."""
     return OneClass(SHUFFLED_CITYSCAPES, SHUFFLED_CITYSCAPES.index('Car'))
 
 
 def make_warehouse_robot():
-    """A non-Cityscapes network (3 classes); always says 'robot'."""
+    """Return a non-Cityscapes network (3 classes); always says 'robot'."""
     return OneClass(('floor', 'shelf', 'robot'), 2)
 
 

@@ -17,7 +17,7 @@ from rclpy.executors import SingleThreadedExecutor
 
 
 def executable(name: str) -> str:
-    """The installed ``lib/evs_ros/<name>``, as ``ros2 run evs_ros <name>`` finds it."""
+    """Return the installed ``lib/evs_ros/<name>``, as ``ros2 run evs_ros <name>`` finds it."""
     from ament_index_python.packages import get_package_prefix
     path = os.path.join(get_package_prefix('evs_ros'), 'lib', 'evs_ros', name)
     assert os.access(path, os.X_OK), f'{path} is not installed: run scripts/setup.sh'
@@ -94,8 +94,10 @@ class ServiceCaller:
 
 
 def answer(player, blue: int, index: int):
-    """Send ``player`` one uniform frame (stamp ``index``); returns (label values, status) of
-    its answer (the fake network labels it ``blue // 14``)."""
+    """Send ``player`` one uniform frame (stamp ``index``).
+
+    Returns (label values, status) of its answer (the fake network labels it ``blue // 14``).
+    """
     from node_harness import labels_array, stamp, uniform_frame
     before = player.count('status')
     player.publish(uniform_frame(blue), stamp(index))
@@ -106,7 +108,7 @@ def answer(player, blue: int, index: int):
 
 
 def parameter_msg(name: str, value):
-    """An rcl_interfaces/Parameter message of a Python value."""
+    """Return an rcl_interfaces/Parameter message of a Python value."""
     from rclpy.parameter import Parameter
     return Parameter(name, value=value).to_parameter_msg()
 

@@ -1,5 +1,7 @@
-"""Chunks of long bags (evs_ros.bags.chunks, labelling.label_chunk/merge_parts, borders): the
-borders fall on the keyframe grid, and a chunked bag equals the one-pass bag exactly."""
+"""Chunks of long bags (evs_ros.bags.chunks, labelling.label_chunk/merge_parts, borders).
+
+The borders fall on the keyframe grid, and a chunked bag equals the one-pass bag exactly.
+"""
 
 import numpy as np
 import pytest
@@ -61,7 +63,7 @@ def labeller_factory(config):
 
 
 def label_in_chunks(tmp_path, in_path, topic, config, chunk_s, storage=None):
-    """What evs fleet does for a long bag, without Ray: plan, one part per chunk, merge."""
+    """Do what evs fleet does for a long bag, without Ray: plan, one part per chunk, merge."""
     with BagReader(in_path) as reader:
         plan = plan_chunks(reader.timestamps(topic), chunk_s, config.operating_point)
     new_labeller = labeller_factory(config)
@@ -97,8 +99,11 @@ def test_chunked_bag_equals_the_one_pass_bag(tmp_path, preset, storage, compress
 
 
 def test_an_undecodable_frame_shifts_the_one_pass_grid_only_after_it(tmp_path):
-    """The one-pass run counts decoded frames: after a bad frame its keyframes move by one, the
-    chunks' stay on the message grid. Every decodable frame is labelled either way."""
+    """The one-pass run counts decoded frames.
+
+    After a bad frame its keyframes move by one, the chunks' stay on the message grid. Every
+    decodable frame is labelled either way.
+    """
     config = EvsConfig(operating_point=operating_point('EVS05'))
     topic = write_input_bag(tmp_path / 'in', frames=45, frame=moving_frame, broken_frame=31)
     labeller = labeller_factory(config)()

@@ -1,6 +1,8 @@
-"""`evs fleet` on a local Ray cluster (2 CPUs, started once for this file): a handful of small
-bags written here, outputs compared with single-process `evs bag` on the same inputs; a corrupt
-bag, a worker killed mid-bag, a driver killed mid-run and reruns."""
+"""`evs fleet` on a local Ray cluster (2 CPUs, started once for this file).
+
+A handful of small bags written here, outputs compared with single-process `evs bag` on the same
+inputs; a corrupt bag, a worker killed mid-bag, a driver killed mid-run and reruns.
+"""
 
 import importlib
 import json
@@ -35,8 +37,10 @@ PROBE = ['--backend', 'python:fleet_models:make_probe_model', '--refiner', '', '
 
 @pytest.fixture(scope='module')
 def cluster(tmp_path_factory):
-    """A local Ray instance with 2 CPUs whose workers import the test models; yields
-    (GCS address, probe folder)."""
+    """Yield a local Ray instance with 2 CPUs whose workers import the test models.
+
+    Yields (GCS address, probe folder).
+    """
     probe_dir = tmp_path_factory.mktemp('probe')
     saved = {name: os.environ.get(name) for name in ('PYTHONPATH', 'EVS_TEST_PROBE_DIR')}
     os.environ['PYTHONPATH'] = TEST_DIR + os.pathsep + os.environ.get('PYTHONPATH', '')
@@ -150,8 +154,10 @@ def test_fleet_matches_evs_bag_reports_a_corrupt_bag_and_reruns_what_changed(
 
 
 def kill_when_labelling(probe_dir, calls, killed):
-    """Wait for a worker process (not this one) to have run the network ``calls`` times (one per
-    keyframe); SIGKILL it."""
+    """Wait for a worker process to have run the network ``calls`` times; SIGKILL it.
+
+    Not this process; one call per keyframe.
+    """
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for path in probe_dir.iterdir():
@@ -241,8 +247,10 @@ def test_refusals_are_one_line(tmp_path, capsys):
 
 @requires_real
 def test_auto_resolves_once_to_the_real_network_of_the_shipped_weights_dir(cluster, tmp_path):
-    """model.backend auto (the default) is resolved in the driver against --weights-dir: every
-    worker loads the real ESPNetv2 from the shipped folder although its own caches are empty."""
+    """model.backend auto (the default) is resolved in the driver against --weights-dir.
+
+    Every worker loads the real ESPNetv2 from the shipped folder although its own caches are empty.
+    """
     address, _ = cluster
     write_input_bag(tmp_path / 'in' / 'a', frames=4, frame=moving_frame)
     cached = tmp_path / 'weights' / 'evs_ros' / 'espnetv2-s2-cityscapes'

@@ -1,5 +1,8 @@
-"""The books of evs fleet without Ray: manifest (checksums, settings hash, what a rerun skips,
-the journal of a killed driver), discovery of IN, the shipped weights folder, leftovers."""
+"""The books of evs fleet without Ray.
+
+Manifest (checksums, settings hash, what a rerun skips, the journal of a killed driver), discovery
+of IN, the shipped weights folder, leftovers.
+"""
 
 import io
 import json

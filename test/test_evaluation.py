@@ -212,8 +212,11 @@ def test_runtime_keys_every_scheduled_keyframe_and_the_oracle_score(rendered):
 
 
 def test_runtime_accuracy_sees_keyframes_that_arrive_late(rendered):
-    """A network slower than S frames of flow: the annotated frame still derives from the
-    keyframe one interval earlier (age 2S-1), which the synchronous protocol never shows."""
+    """A network slower than S frames of flow.
+
+    The annotated frame still derives from the keyframe one interval earlier (age 2S-1), which the
+    synchronous protocol never shows.
+    """
     report = runtime_report(rendered, SlowOracle(0.12), ['EVS03'])
     entry = by_name(report)['EVS03']
     assert entry['propagations_at_annotated'] == 1

@@ -1,6 +1,9 @@
-"""Real-data evaluation: CamVid (labelled video), video:DIR snippets, images:DIR frames and the
-agreement protocol on unlabelled clips. Layouts are built in tmp_path; the last test uses the real
-ESPNetv2 and the real CamVid drive."""
+"""Real-data evaluation.
+
+CamVid (labelled video), video:DIR snippets, images:DIR frames and the agreement protocol on
+unlabelled clips. Layouts are built in tmp_path; the last test uses the real ESPNetv2 and the real
+CamVid drive.
+"""
 
 import cv2
 import numpy as np
@@ -118,8 +121,11 @@ def test_agreement_reference_is_exactly_the_perframe_output(textured_frames):
 
 @requires_real
 def test_evs05_with_espnetv2_agrees_with_perframe_on_a_real_drive():
-    """The first 24 frames of the real CamVid drive (480x360, 15 Hz), ESPNetv2 s=2.0 as the
-    keyframe network: EVS05's labels agree with per-frame ESPNetv2's on >= 85 % of pixels."""
+    """EVS05's labels agree with per-frame ESPNetv2's on >= 85 % of pixels of a real drive.
+
+    The first 24 frames of the real CamVid drive (480x360, 15 Hz), ESPNetv2 s=2.0 as the keyframe
+    network.
+    """
     from evs_ros.models.backends import load_backend
     from evs_ros.pipeline.pipeline import EvsPipeline
     model = load_backend('espnet:' + real_path('weights', 'espnetv2_s_2.0_city_1024x512.pth'),

@@ -114,8 +114,11 @@ def test_mismatched_frames_raise():
 
 
 def test_reduced_flow_shrinks_each_frame_once_and_matches_a_fresh_estimator(monkeypatch):
-    """Streaming frames a, b, c: b is shrunk once (as the current frame, then reused as the
-    previous one), and the flows equal those of estimators that never saw the earlier frames."""
+    """Streaming frames a, b, c.
+
+    B is shrunk once (as the current frame, then reused as the previous one), and the flows equal
+    those of estimators that never saw the earlier frames.
+    """
     import evs_ros.flow.dis as dis_module
     rng = np.random.default_rng(1)
     # 320x160 shrunk to 160x80: below about 100x50 OpenCV's DIS keeps state between calls.

@@ -45,7 +45,7 @@ def moving_frames(count=FRAMES):
 
 @pytest.fixture(scope='module')
 def networks(tmp_path_factory):
-    """family -> (model dir, matching random Refiner checkpoint), built on first use."""
+    """Map family -> (model dir, matching random Refiner checkpoint), built on first use."""
     cache = {}
 
     def get(family):
@@ -174,7 +174,7 @@ def test_node_with_the_shipped_refiner_and_another_network_runs_without_r(harnes
 
 @pytest.fixture
 def bad_inputs(tmp_path, networks):
-    """case -> (model.backend, model.refiner, what the one-line error must say)."""
+    """Map case -> (model.backend, model.refiner, what the one-line error must say)."""
     no_config = tmp_path / 'no_config'
     no_config.mkdir()
     (no_config / 'model.safetensors').write_bytes(b'')

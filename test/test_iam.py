@@ -157,24 +157,27 @@ def test_blend_probs_resizes_the_mask():
 
 
 def test_labels_from_the_keyframe_keep_sub_cell_motion_that_frame_to_frame_warps_round_away():
-    """A half-cell shift per frame at the probability resolution: warped frame to frame with
-    nearest sampling, the boundary moves a whole cell per frame or not at all; warped once from
-    the keyframe through the composed flow it lands where the motion put it."""
+    """A half-cell shift per frame at the probability resolution.
+
+    Warped frame to frame with nearest sampling, the boundary moves a whole cell per frame or not
+    at all; warped once from the keyframe through the composed flow it lands where the motion put
+    it.
+    """
     from evs_ros.config import IamConfig
     from evs_ros.flow import FlowField
     from evs_ros.models.base import Prediction
-    from evs_ros.pipeline.state import propagate, state_from_prediction
+    from evs_ros.pipeline.state import PropagationState
     low = np.zeros((8, 32), np.int64)
     low[:, 16:] = 1
     probs = np.eye(2, dtype=np.float32)[low].transpose(2, 0, 1)
     results = {}
     for mode in ('previous', 'keyframe'):
-        state = state_from_prediction(Prediction(np.ascontiguousarray(probs)), (32, 128))
+        state = PropagationState.from_prediction(Prediction(np.ascontiguousarray(probs)),
+                                                 (32, 128))
         step = np.zeros((8, 32, 2), np.float32)
         step[..., 0] = -0.5  # each frame the scene moves half a cell to the right
         for _ in range(4):
-            state, _ = propagate(state, FlowField(step, (32, 128)), IamConfig(),
-                                 labels_from=mode)
+            state.propagate(FlowField(step, (32, 128)), IamConfig(), labels_from=mode)
         results[mode] = int(np.argmax(state.labels_low[0]))
     assert results['keyframe'] == 18  # 16 + 4 x 0.5
     assert results['previous'] != 18

@@ -12,7 +12,8 @@ def _installed() -> bool:
 @pytest.mark.skipif(not _installed(), reason='only meaningful under scripts/test.sh')
 def test_evs_ros_is_imported_from_the_install_space():
     import evs_ros
-    assert f'{os.sep}install{os.sep}evs_ros{os.sep}' in evs_ros.__file__, evs_ros.__file__
+    install = os.environ['EVS_INSTALL']  # scripts/distro.sh: this distribution's install space
+    assert evs_ros.__file__.startswith(os.path.join(install, 'evs_ros') + os.sep), evs_ros.__file__
 
 
 def test_install_has_executables_launch_config_and_rviz():

@@ -1,5 +1,7 @@
-"""Layering: imports point one way, config <- {data, flow} <- models <- pipeline <-
-{training, evaluation, bags} <- ros <- tools, and only evs_ros/ros imports ROS packages.
+"""Layering.
+
+Imports point one way, config <- {data, flow} <- models <- pipeline <- {training, evaluation, bags}
+<- ros <- tools, and only evs_ros/ros imports ROS packages.
 
 ``data`` is a leaf beside ``flow`` (labels, datasets, readers). ``tools`` may start the ROS node
 (``evs demo``, ``evs node``), so it sits above ``ros``; nothing below imports either. Command
@@ -22,7 +24,7 @@ LAYER = {'config': 0, 'errors': 0, 'data': 1, 'flow': 1, 'models': 2, 'pipeline'
 
 
 def _imports(path: Path):
-    """Module names of every import statement in ``path`` (lazy ones included)."""
+    """Yield the module names of every import statement in ``path`` (lazy ones included)."""
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
@@ -72,7 +74,7 @@ def test_only_the_ros_adapter_imports_ros_packages():
 
 
 def _is_ros(module: str) -> bool:
-    """A ROS package or our generated messages (only the ROS adapter may use them)."""
+    """Tell whether ``module`` is a ROS package or our generated messages (ROS adapter only)."""
     return module.split('.')[0] in ROS_MODULES or module.startswith('evs_ros.msg')
 
 

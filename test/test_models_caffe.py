@@ -1,5 +1,8 @@
-"""Caffe weights without Caffe: a minimal protobuf WRITER builds caffemodels with the real ICNet
-layer names and shapes, random weights; conversion must reproduce independent references."""
+"""Caffe weights without Caffe.
+
+A minimal protobuf WRITER builds caffemodels with the real ICNet layer names and shapes, random
+weights; conversion must reproduce independent references.
+"""
 
 import math
 

@@ -23,8 +23,10 @@ IMAGE = np.random.default_rng(0).integers(0, 256, INPUT_HW + (3,), dtype=np.uint
 
 
 class ConstantNet(nn.Module):
-    """image (1, 3, H, W) -> probs (1, C, H/4, W/4) favouring channel ``hot``, features
-    (1, 2, H/16, W/16)."""
+    """Map an image (1, 3, H, W) to probs favouring channel ``hot`` and features.
+
+    probs (1, C, H/4, W/4), features (1, 2, H/16, W/16).
+    """
 
     def __init__(self, num_classes: int, hot: int):
         super().__init__()

@@ -108,8 +108,11 @@ def test_published_checkpoints_load_strictly(path, width, channels):
 
 @requires_real
 def test_s2_scores_the_published_network_figure_on_camvid():
-    """Every 5th frame of CamVid val (21 real frames, 480x360), network input 640x480 as the
-    reference measurement; 59.6 % mIoU11 on the frames used there (issue 17), so >= 57 %."""
+    """Score every 5th frame of CamVid val (21 real frames, 480x360): mIoU11 >= 57 %.
+
+    Network input 640x480 as the reference measurement: 59.6 % mIoU11 on the frames used there
+    (issue 17).
+    """
     model = load_backend(f'espnet:{S2}', 'cpu')
     sequence = list_sequences(real_path('camvid'), 'val')[0]
     confusion = ConfusionMatrix(len(CAMVID_CLASSES))
@@ -124,10 +127,12 @@ def test_s2_scores_the_published_network_figure_on_camvid():
 
 @requires_real
 def test_s2_labels_a_full_size_cityscapes_frame():
-    """frankfurt_000001_058914 (2048x1024, colour ground truth), network input 1536x768: mIoU
-    over the classes present in the ground truth >= 55 % (measured 57.9 %; 52.3 % at the
+    """Score frankfurt_000001_058914 (2048x1024, colour ground truth) at input 1536x768.
+
+    mIoU over the classes present in the ground truth >= 55 % (measured 57.9 %; 52.3 % at the
     evaluated scale 1024x512, where the frame's tiny rider, bicycle and traffic light score 0,
-    62.4 % at 2048x1024; docs/benchmarks.md section 12)."""
+    62.4 % at 2048x1024; docs/benchmarks.md section 12).
+    """
     model = load_backend(f'espnet:{S2}', 'cpu')
     stem = real_path('cityscapes', 'frankfurt_000001_058914')
     frame = cv2.imread(stem + '_leftImg8bit.png')

@@ -23,7 +23,7 @@ from evs_ros.models.hf_hub import hf_cache_dir
 from evs_ros.models.refiner import RefinerNet, TorchRefiner
 from evs_ros.pipeline import EvsPipeline, EvsRuntime
 from tiny_hf import (FEATURE_CHANNELS, HAS_SCIPY, PROCESSOR_MEAN, PROCESSOR_STD,
-                     build_tiny_model, processor_for, save_tiny_model)
+                     build_tiny_model, reference_processor, save_old_way, save_tiny_model)
 
 torch.set_num_threads(1)
 NEEDS_SCIPY = pytest.mark.skipif(not HAS_SCIPY, reason='Mask2Former needs scipy in transformers')
@@ -35,7 +35,7 @@ OWN_NAMES = {0: 'floor', 1: 'wall', 2: 'robot', 3: 'person', 4: 'sky'}
 
 @pytest.fixture(scope='module')
 def model_dirs(tmp_path_factory):
-    """family -> saved tiny model with 5 non-Cityscapes classes (built on first use)."""
+    """Map family -> saved tiny model with 5 non-Cityscapes classes (built on first use)."""
     cache = {}
 
     def get(family):
@@ -67,18 +67,71 @@ def test_predict_shapes_sums_and_stride(model_dirs, family, height, width):
 
 
 @pytest.mark.parametrize('family', ['segformer', pytest.param('mask2former', marks=NEEDS_SCIPY)])
+def test_input_is_rescaled_normalised_rgb_padded_with_the_mean(model_dirs, family):
+    model = load_backend(f'hf:{model_dirs(family)}', device='cpu')
+    frame = image(70, 130)
+    rgb = frame[..., ::-1].astype(np.float64) / 255.0
+    expected = ((rgb - PROCESSOR_MEAN) / PROCESSOR_STD).transpose(2, 0, 1)[None]
+    ours = model.prepare(frame).numpy()
+    divisor = {'segformer': 1, 'mask2former': 32}[family]
+    assert ours.shape == (1, 3, -(-70 // divisor) * divisor, -(-130 // divisor) * divisor)
+    np.testing.assert_allclose(ours[..., :70, :130], expected, atol=1e-5)
+    assert not ours[..., 70:, :].any() and not ours[..., 130:].any()  # padded with the mean
+
+
+@pytest.mark.parametrize('family', ['segformer', pytest.param('mask2former', marks=NEEDS_SCIPY)])
 def test_input_matches_the_models_own_processor(model_dirs, family):
     model = load_backend(f'hf:{model_dirs(family)}', device='cpu')
     assert model.preprocessing.mean_rgb == pytest.approx(PROCESSOR_MEAN)
     assert model.preprocessing.std_rgb == pytest.approx(PROCESSOR_STD)
+    try:
+        processor = reference_processor(model_dirs(family))
+    except ImportError as error:  # e.g. transformers 5.20's SegFormer processor needs torchvision
+        pytest.skip(f'transformers cannot build its own {family} processor here: '
+                    f'{str(error).strip().splitlines()[0]}')
     frame = image(70, 130)
-    reference = processor_for(family)(images=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB),
-                                      do_resize=False, return_tensors='pt')['pixel_values']
-    ours = model.prepare(frame).numpy()
-    divisor = {'segformer': 1, 'mask2former': 32}[family]
-    assert ours.shape == (1, 3, -(-70 // divisor) * divisor, -(-130 // divisor) * divisor)
-    np.testing.assert_allclose(ours[..., :70, :130], reference.numpy(), atol=1e-5)
-    assert not ours[..., 70:, :].any() and not ours[..., 130:].any()  # padded with the mean
+    reference = processor(images=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), do_resize=False,
+                          return_tensors='pt')['pixel_values']
+    np.testing.assert_allclose(model.prepare(frame).numpy()[..., :70, :130], reference.numpy(),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize('family', ['segformer', pytest.param('mask2former', marks=NEEDS_SCIPY)])
+def test_a_checkpoint_saved_the_old_way_predicts_the_same(model_dirs, tmp_path, family):
+    """A checkpoint saved the old way is the same network as saved now.
+
+    Old way: transformers 4 key names, pytorch_model.bin, the 2021 processor config and
+    (Mask2Former) without the swin.layernorm weights the published checkpoint lacks.
+    """
+    old = load_backend(f'hf:{save_old_way(family, tmp_path, id2label=OWN_NAMES)}', device='cpu')
+    new = load_backend(f'hf:{model_dirs(family)}', device='cpu')
+    assert old.preprocessing.mean_rgb == pytest.approx(PROCESSOR_MEAN)
+    assert old.preprocessing.size_divisor == {'segformer': 1, 'mask2former': 32}[family]
+    frame = image(70, 130)
+    np.testing.assert_allclose(old.predict(frame).probs, new.predict(frame).probs, atol=1e-6)
+
+
+def test_transformers4_key_names_are_the_recorded_ones(tmp_path):
+    """save_old_way writes exactly the key names transformers 4.57 wrote for these configs."""
+    with open(os.path.join(os.path.dirname(__file__), 'data', 'transformers4_keys.json')) as f:
+        recorded = json.load(f)
+    for family in ('segformer', 'mask2former'):
+        directory = save_old_way(family, tmp_path / family)
+        keys = torch.load(os.path.join(directory, 'pytorch_model.bin'), weights_only=True)
+        assert sorted(keys) == recorded[family], family
+
+
+@NEEDS_SCIPY
+def test_a_missing_weight_not_marked_ignorable_is_refused(tmp_path):
+    directory = save_old_way('mask2former', tmp_path, id2label=OWN_NAMES)
+    path = os.path.join(directory, 'pytorch_model.bin')
+    state_dict = torch.load(path, weights_only=True)
+    lost = 'model.pixel_level_module.encoder.embeddings.norm.weight'
+    del state_dict[lost]
+    torch.save(state_dict, path)
+    with pytest.raises(ValueError, match='is incomplete: 1 weights') as error:
+        load_backend(f'hf:{directory}', device='cpu')
+    assert 'embeddings.norm.weight' in str(error.value) and '\n' not in str(error.value)
 
 
 def test_segformer_probs_are_the_softmax_of_its_logits(model_dirs):

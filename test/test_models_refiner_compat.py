@@ -1,7 +1,8 @@
-"""Refiners for any network: `evs train refiner --backend SPEC` with and without features, the
-checkpoint's record of classes and feature channels, and the pairing rules of
-evs_ros.models.loading (explicit mismatch refused with the reason, the shipped default turned off
-with a warning) in the library and in `evs run`.
+"""Refiners for any network.
+
+`evs train refiner --backend SPEC` with and without features, the checkpoint's record of classes
+and feature channels, and the pairing rules of evs_ros.models.loading (explicit mismatch refused
+with the reason, the shipped default turned off with a warning) in the library and in `evs run`.
 """
 
 import json

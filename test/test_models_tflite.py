@@ -29,8 +29,11 @@ def test_square_tiles_cover_evenly_and_centres_split_the_overlap():
 
 @requires_real
 def test_deeplab_reproduces_its_reference_mask():
-    """Coral's test input (513x513) and expected mask: 92.0 % of the pixels agree (Coral's own
-    test asks 0.84 of its overlap measure agreement / (2 - agreement) = 0.85 here)."""
+    """Coral's test input (513x513) and expected mask.
+
+    92.0 % of the pixels agree (Coral's own test asks 0.84 of its overlap measure agreement / (2 -
+    agreement) = 0.85 here).
+    """
     model = load_backend(f'tflite:{DEEPLAB}')
     image = cv2.imread(real_path('coral', 'cityscapes_segmentation.bmp'))
     expected = cv2.imread(real_path('coral', 'cityscapes_segmentation_mask.bmp'),

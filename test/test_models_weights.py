@@ -12,9 +12,11 @@ import pytest
 import yaml
 
 from evs_ros.models import weights_cache as wc
+from evs_ros.models.backends import KINDS
+from evs_ros.models.caches import is_hub_id
 from evs_ros.models.download import ChecksumError, DownloadError, OfflineError
 from evs_ros.models.weights_catalogue import WeightsEntry, builtin_catalogue
-from local_http import FakeHub, FileServer, closed_port_url, isolate_caches
+from local_http import FakeDrive, FakeHub, FileServer, closed_port_url, isolate_caches
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -42,13 +44,23 @@ def test_builtin_catalogue_entries_are_complete_and_sourced():
     assert {'segformer-b0-cityscapes', 'segformer-b2-cityscapes', 'icnet-cityscapes',
             'espnetv2-s2-cityscapes', 'espnetv2-s1-cityscapes'} <= set(catalogue)
     for name, entry in catalogue.items():
-        assert entry.backend in ('hf', 'icnet', 'espnet'), name
+        assert entry.backend in KINDS, name
         assert entry.size_mb > 0 and entry.size_source and entry.classes, name
         assert not entry.accuracy or entry.accuracy_source, f'{name}: figure without a source'
+        # every published figure says at which scale (and windows) it was measured
+        assert not entry.accuracy or entry.trained_short_side in (512, 640, 768, 1024), name
+        assert 'bilinear' in entry.published_protocol() or not entry.accuracy, name
         if entry.kind == 'hub':
-            assert wc.HUB_ID.match(entry.source), name
+            assert is_hub_id(entry.source), name
+            pinned = re.fullmatch(r'[0-9a-f]{40}', entry.revision)
+            assert pinned or (entry.revision == 'main' and 'not pinned' in entry.revision_note)
         else:
             assert re.fullmatch(r'[0-9a-f]{64}|', entry.sha256) and (entry.sha256 or entry.md5)
+    assert catalogue['segformer-b0-cityscapes-512'].trained_short_side == 512
+    assert catalogue['segformer-b0-cityscapes'].window == '1024x1024'
+    assert catalogue['espnetv2-s2-cityscapes'].trained_short_side == 512
+    assert 'sliding 1024x1024 windows at short side 1024' in catalogue[
+        'segformer-b5-cityscapes'].published_protocol()
     icnet = catalogue['icnet-cityscapes']
     assert icnet.md5 == '6da59a72a254862106420983a7723624' and icnet.convert == 'icnet_caffe'
     espnet = catalogue['espnetv2-s2-cityscapes']
@@ -150,14 +162,52 @@ def test_offline_gives_one_clear_error(caches):
     assert _entry_files(caches) == []
 
 
-def test_http_errors_and_html_pages_are_refused(caches):
+def test_http_errors_and_html_pages_are_refused_with_the_browser_hint(caches):
     with FileServer({'/page': b'<html>sign in</html>'}, content_type='text/html') as server:
-        missing = _entry(server.url('/missing'))
-        with pytest.raises(DownloadError, match='HTTP 404'):
+        missing = _entry(server.url('/missing'), page='http://127.0.0.1:9/weights')
+        with pytest.raises(DownloadError, match='HTTP 404.*in a browser from .*--file PATH'):
             wc.get_weights(missing.name, {missing.name: missing}, progress=False)
         page = _entry(server.url('/page'), page='http://127.0.0.1:9/weights')
         with pytest.raises(DownloadError, match='web page instead of the file.*--file PATH'):
             wc.get_weights(page.name, {page.name: page}, progress=False)
+    assert _entry_files(caches) == []
+
+
+@pytest.mark.parametrize('style', ['form', 'link'])
+def test_google_drive_confirmation_page_is_followed(caches, style):
+    """Today's "Download anyway" form, and the old confirm link + download_warning cookie."""
+    with FakeDrive('0BzaTest', PAYLOAD, style=style) as drive:
+        entry = _entry(drive.url(), sha256=SHA256)
+        path = wc.get_weights(entry.name, {entry.name: entry}, progress=False)
+        paths = [request[1] for request in drive.requests]
+    assert open(path, 'rb').read() == PAYLOAD and _entry_files(caches) == ['weights.bin']
+    assert len(paths) == 2 and paths[0] == '/uc?export=download&id=0BzaTest'
+    if style == 'form':
+        assert paths[1] == '/download?id=0BzaTest&export=download&confirm=t&uuid=a1b2c3'
+    else:
+        assert paths[1] == '/uc?export=download&confirm=Xy_9&id=0BzaTest'
+
+
+def test_google_drive_404_keeps_the_browser_hint(caches):
+    with FakeDrive('0BzaTest', PAYLOAD) as drive:
+        entry = _entry(drive.url('0BzaGone'), sha256=SHA256, page='https://127.0.0.1:9/icnet')
+        with pytest.raises(DownloadError) as error:
+            wc.get_weights(entry.name, {entry.name: entry}, progress=False)
+    message = str(error.value)
+    assert 'HTTP 404' in message and '\n' not in message
+    assert 'in a browser from https://127.0.0.1:9/icnet' in message
+    assert '`evs weights get test-file --file PATH`' in message
+    assert _entry_files(caches) == []
+
+
+def test_confirm_url_reads_only_confirmation_pages():
+    from evs_ros.models.download import confirm_url
+    page = '<form action="/x" method="post"><input type="hidden" name="confirm" value="t"></form>'
+    assert confirm_url(page, 'http://127.0.0.1:9/uc?id=1') is None  # POST: not a download link
+    assert confirm_url('<html>Quota exceeded</html>', 'http://127.0.0.1:9/uc?id=1') is None
+    assert confirm_url('<html></html>', 'http://127.0.0.1:9/uc?id=1&export=download',
+                       {'download_warning_1_abc': 'T0k'}) == (
+        'http://127.0.0.1:9/uc?id=1&export=download&confirm=T0k')
 
 
 def test_uncached_names_say_what_to_run_and_what_to_copy(caches):
@@ -241,3 +291,80 @@ def test_hub_offline_and_unreachable_give_one_clear_error(caches, monkeypatch):
     with pytest.raises(OfflineError, match=r'cannot download org/model from 127\.0\.0\.1'):
         wc.get_weights('org/model', {})
     assert not os.path.isdir(caches / 'hf' / 'hub' / 'models--org--model' / 'snapshots')
+
+
+PINNED = 'fedcba9876543210fedcba9876543210fedcba98'
+NEWER = '0123456789abcdef0123456789abcdef01234567'
+
+
+def _hub_entry(revision=PINNED):
+    return WeightsEntry(name='tiny-pinned', kind='hub', source='org/tiny-segformer',
+                        backend='hf', revision=revision, revision_note='test pin')
+
+
+def test_pinned_hub_entry_fetches_and_runs_its_commit(caches, monkeypatch):
+    entry = _hub_entry()
+    catalogue = {entry.name: entry}
+    with FakeHub('org/tiny-segformer', _tiny_segformer_files(caches), sha=PINNED) as hub:
+        monkeypatch.setenv('HF_ENDPOINT', hub.base_url)
+        snapshot = wc.get_weights(entry.name, catalogue, progress=False)
+    assert os.path.basename(snapshot) == PINNED
+    assert wc.resolve_weights(entry.name, catalogue) == f'hf:{snapshot}'
+
+
+def test_a_hub_serving_another_commit_is_refused(caches, monkeypatch):
+    entry = _hub_entry()
+    catalogue = {entry.name: entry}
+    with FakeHub('org/tiny-segformer', _tiny_segformer_files(caches), sha=NEWER) as hub:
+        monkeypatch.setenv('HF_ENDPOINT', hub.base_url)
+        with pytest.raises(DownloadError, match=f'verified commit {PINNED}, the hub served '
+                                                f'{NEWER}: not used'):
+            wc.get_weights(entry.name, catalogue, progress=False)
+    with pytest.raises(wc.NotCachedError):
+        wc.resolve_weights(entry.name, catalogue)
+
+
+def test_revision_main_opts_out_of_the_pin_with_a_warning(caches, monkeypatch, caplog):
+    entry = _hub_entry()
+    catalogue = {entry.name: entry}
+    with FakeHub('org/tiny-segformer', _tiny_segformer_files(caches), sha=NEWER) as hub:
+        monkeypatch.setenv('HF_ENDPOINT', hub.base_url)
+        snapshot = wc.get_weights(entry.name, catalogue, progress=False, revision='main')
+    assert os.path.basename(snapshot) == NEWER
+    with caplog.at_level('WARNING', logger='evs_ros'):
+        assert wc.resolve_weights(entry.name, catalogue) == f'hf:{snapshot}'
+    assert any(f'not the commit {PINNED}' in record.getMessage() for record in caplog.records)
+    with pytest.raises(DownloadError, match='--revision applies to hub models only'):
+        wc.get_weights('file', {'file': _entry('http://127.0.0.1:9/w.bin')}, revision='main')
+
+
+def test_transformers4_cache_is_read_and_hints_name_the_right_folders(caches, monkeypatch):
+    legacy = caches / 'transformers4'
+    repo = legacy / 'models--org--old-model'
+    (repo / 'snapshots' / NEWER).mkdir(parents=True)
+    (repo / 'snapshots' / NEWER / 'config.json').write_text('{}')
+    (repo / 'snapshots' / NEWER / 'pytorch_model.bin').write_bytes(b'w')
+    (repo / 'refs').mkdir()
+    (repo / 'refs' / 'main').write_text(NEWER)
+    assert wc.cached_path(wc.find_entry('org/old-model', {})) is None
+    monkeypatch.setenv('TRANSFORMERS_CACHE', str(legacy))
+    expected = str(repo / 'snapshots' / NEWER)
+    assert wc.resolve_weights('org/old-model', {}) == f'hf:{expected}'
+    from evs_ros.models.hf_hub import resolve_model_dir
+    assert resolve_model_dir('org/old-model') == expected
+    message = wc.not_cached_message(wc.find_entry('org/new-model', {}))
+    assert str(caches / 'hf' / 'hub' / 'models--org--new-model') in message
+    assert 'point HF_HUB_CACHE at the copy, or HF_HOME at the folder that holds the copied hub/' \
+        in message
+
+
+def test_hub_ids_follow_huggingface_hub_rules():
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    for text in ('org/_x', 'org/model', 'a.b/c-d_e', 'org/-x', 'org/x-', 'a--b/c', 'a/b..c',
+                 'org/x.git', 'org', 'a/b/c', 'org/caf\u00e9', '-org/x', 'o/' + 'x' * 97):
+        try:
+            validate_repo_id(text)
+            valid = '/' in text
+        except HFValidationError:
+            valid = False
+        assert is_hub_id(text) == valid, text

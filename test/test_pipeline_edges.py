@@ -1,5 +1,8 @@
-"""Edge cases of the per-frame path: restarts under overload, failures in the synchronous
-pipeline, run-time mode switches, bounded memory between keyframes."""
+"""Edge cases of the per-frame path.
+
+Restarts under overload, failures in the synchronous pipeline, run-time mode switches, bounded
+memory between keyframes.
+"""
 
 from dataclasses import replace
 
@@ -15,8 +18,11 @@ from evs_ros.pipeline.stats import StreamStats
 
 
 def test_a_restart_survives_when_its_frame_is_dropped():
-    """A bag loop (stamp jumps back) under overload: the frame carrying the restart is dropped
-    for a newer one, which must restart the stream instead."""
+    """A bag loop (stamp jumps back) under overload.
+
+    The frame carrying the restart is dropped for a newer one, which must restart the stream
+    instead.
+    """
     buffer = LatestFrameBuffer(1, StreamStats(), startup_hold=1)
     image = np.zeros((4, 4, 3), np.uint8)
     assert buffer.put(image, 10_000_000_000)
@@ -29,8 +35,10 @@ def test_a_restart_survives_when_its_frame_is_dropped():
 
 
 def test_frames_wait_for_the_first_output_instead_of_being_dropped():
-    """Before the first output (and after a restart) up to startup_hold frames are kept, so a
-    camera's first frames are not lost while the first keyframe runs; then drop-oldest again."""
+    """Up to startup_hold frames are kept before the first output (and after a restart).
+
+    So a camera's first frames are not lost while the first keyframe runs; then drop-oldest again.
+    """
     stats = StreamStats()
     buffer = LatestFrameBuffer(1, stats, startup_hold=3)
     image = np.zeros((4, 4, 3), np.uint8)
@@ -95,19 +103,22 @@ class TextureModel:
 
 
 def test_switching_the_label_mode_mid_cycle_continues_from_the_current_labels():
-    """previous -> keyframe at run time: the anchor is the current frame's labels, not the
-    keyframe's (which would be warped by one step only, several frames late)."""
+    """Switch previous -> keyframe at run time.
+
+    The anchor is the current frame's labels, not the keyframe's (which would be warped by one step
+    only, several frames late).
+    """
     images = moving_frames(8)
     base = EvsConfig(operating_point=operating_point('EVS14'),
                      flow=FlowConfig(labels_from='previous'))
     pipeline = EvsPipeline(base, TextureModel())
     for image in images[:5]:
         pipeline.process(image)
-    state = pipeline._stepper._state
+    state = pipeline._stepper.state
     assert state.age == 4 and state.anchor_labels_low is state.labels_low
     pipeline.set_config(replace(base, flow=FlowConfig(labels_from='keyframe')))
     pipeline.process(images[5])
-    state = pipeline._stepper._state
+    state = pipeline._stepper.state
     assert state.anchor_chain is not None and state.age == 5
 
 
@@ -117,4 +128,4 @@ def test_probability_step_flows_stay_bounded_between_keyframes():
         operating_point('EVS10'), keyframe_interval=100)), TextureModel())
     for image in images:
         pipeline.process(image)
-    assert len(pipeline._stepper._state.probs_steps) <= MAX_PROBS_STEPS
+    assert len(pipeline._stepper.state.probs_steps) <= MAX_PROBS_STEPS

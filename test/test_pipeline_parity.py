@@ -122,8 +122,10 @@ def test_parity_holds_across_config_switches_and_a_resolution_change():
 
 @pytest.mark.parametrize('name', ['EVS02', 'EVS05', 'EVS08', 'ADAPTIVE'])
 def test_flows_prefetched_on_other_cores_change_nothing(name, monkeypatch):
-    """Frames fed as fast as the stream takes them (a buffer of 4, nothing dropped) with two
-    prefetch threads computing the flows of waiting frames: still the synchronous outputs."""
+    """Flows prefetched by two threads for waiting frames: still the synchronous outputs.
+
+    Frames are fed as fast as the stream takes them (a buffer of 4, nothing dropped).
+    """
     used = []
     original = PrefetchedFlow.result
     monkeypatch.setattr(PrefetchedFlow, 'result', lambda self, *args: used.append(

@@ -245,8 +245,11 @@ def test_overload_drops_oldest_frames_instead_of_queueing():
 
 
 def test_frames_behind_the_first_keyframe_are_propagated_not_dropped():
-    """The first frame waits for the network; frames arriving meanwhile wait too (even with a
-    one-frame buffer) and are propagated from it once it lands."""
+    """The first frame waits for the network.
+
+    Frames arriving meanwhile wait too (even with a one-frame buffer) and are propagated from it
+    once it lands.
+    """
     model = TaggedModel(gated=True)
     stream, worker, out = make_stream(OPERATING_POINTS['EVS10'], model, queue_size=1)
     base = texture()
@@ -361,8 +364,11 @@ def test_inference_worker_is_round_robin_over_streams():
 @pytest.mark.parametrize('policy, expected', [('stalest', ['blocker', 'c', 'a', 'b']),
                                               ('round_robin', ['blocker', 'a', 'b', 'c'])])
 def test_the_stalest_stream_gets_the_network_first(policy, expected):
-    """Keyframes waiting together: the stream showing the oldest labels runs first, unless the
-    policy is round_robin (streams in turn)."""
+    """Keyframes waiting together.
+
+    The stream showing the oldest labels runs first, unless the policy is round_robin (streams in
+    turn).
+    """
     worker = InferenceWorker(model=None, policy=policy)
     keys = [worker.register() for _ in range(4)]
     job = GatedJobs()
@@ -433,7 +439,8 @@ def test_two_streams_share_one_network(streams):
         assert stats[name]['frames_out'] + stats[name]['dropped'] == 6
     with pytest.raises(ValueError):
         runtime.add_stream('cam0', outputs[0])
-    runtime.set_operating_point(OPERATING_POINTS['EVS08'])   # takes effect on the next frame
+    for cam in cams:  # takes effect on the next frame
+        cam.set_config(replace(cam.config, operating_point=OPERATING_POINTS['EVS08']))
     for cam, out in zip(cams, outputs):
         cam.submit(tagged_frame(base, 6), stamp_ns=6)
         assert cam.drain(TIMEOUT_S)

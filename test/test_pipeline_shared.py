@@ -1,5 +1,7 @@
-"""Runtimes shared in one process (a component container): one network per model config,
-warmed up before it is handed out, closed by its last user."""
+"""Runtimes shared in one process (a component container).
+
+One network per model config, warmed up before it is handed out, closed by its last user.
+"""
 
 import numpy as np
 import pytest

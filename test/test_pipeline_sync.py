@@ -14,7 +14,7 @@ HEIGHT, WIDTH, SHIFT_PX, NUM_CLASSES = 64, 128, 2, 4
 
 
 def texture(seed=0, height=HEIGHT, width=WIDTH + 64):
-    """uint8 (height, width, 3) smooth random texture (DIS needs gradients)."""
+    """Make a smooth random texture, uint8 (height, width, 3): DIS needs gradients."""
     rng = np.random.default_rng(seed)
     noise = rng.uniform(0, 255, (height, width)).astype(np.float32)
     smooth = cv2.GaussianBlur(noise, (0, 0), 3.0)
@@ -29,7 +29,7 @@ def frame_at(base, index, shift_px=SHIFT_PX):
 
 
 def labels_of(image_bgr):
-    """The stub network's labels: intensity quartiles, uint8 (H, W)."""
+    """Return the stub network's labels: intensity quartiles, uint8 (H, W)."""
     return np.clip(image_bgr[..., 0] // 64, 0, NUM_CLASSES - 1).astype(np.uint8)
 
 

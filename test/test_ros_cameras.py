@@ -1,5 +1,7 @@
-"""Several cameras in one evs_node, topics nobody subscribes to, and /diagnostics (installed node,
-real DDS). Cameras share one inference worker but keep their own state and outputs.
+"""Several cameras in one evs_node, idle topics and /diagnostics (installed node, real DDS).
+
+Topics nobody subscribes to are not published. Cameras share one inference worker but keep their
+own state and outputs.
 """
 
 import threading
@@ -29,7 +31,7 @@ class DiagnosticsRecorder:
             return self.arrays[-1] if self.arrays else None
 
     def values(self, array, name: str) -> dict:
-        """The key/value pairs of the status called ``name`` in ``array``."""
+        """Return the key/value pairs of the status called ``name`` in ``array``."""
         status = next(s for s in array.status if s.name == name)
         return {kv.key: kv.value for kv in status.values}
 

@@ -1,5 +1,8 @@
-"""Integration: the installed evs_container over real DDS, called as ros2 component and
-launch_ros call it (composition_interfaces LoadNode / ListNodes / UnloadNode)."""
+"""Integration.
+
+The installed evs_container over real DDS, called as ros2 component and launch_ros call it
+(composition_interfaces LoadNode / ListNodes / UnloadNode).
+"""
 
 import os
 import signal

@@ -79,7 +79,7 @@ def test_every_encoding_decodes_to_bgr(decoder, encoding, padding):
 
 @pytest.mark.parametrize('container', [bytes, bytearray, memoryview, list, np.array])
 def test_duck_typed_messages_with_any_data_container(monkeypatch, container):
-    """rosbags messages carry numpy data, hand-built ones may carry bytes or lists."""
+    """Accept rosbags messages (numpy data) and hand-built ones (bytes or lists)."""
     monkeypatch.setattr(conversions, '_cv_bridge', None)
     bgr = random_bgr(1)
     msg = make_image(encode_pixels(bgr, 'rgb8'), 'rgb8', padding=2)

@@ -1,6 +1,8 @@
-"""launch/evs.launch.py: always parsed, and its launch-free helpers tested; run through launch's
-LaunchService (in a subprocess) when launch_ros is importable: params file vs operating_point:=,
-namespace, image remap and log level, rviz:=true with and without rviz2, container:=.
+"""launch/evs.launch.py: always parsed, and its launch-free helpers tested.
+
+Run through launch's LaunchService (in a subprocess) when launch_ros is importable: params file vs
+operating_point:=, namespace, image remap and log level, rviz:=true with and without rviz2,
+container:=.
 
 launch and launch_ros are not on PyPI: on machines without them the run tests are skipped.
 """
@@ -22,7 +24,7 @@ from test_ros_params import ParameterClient
 
 ARGUMENTS = ('namespace', 'image', 'params_file', 'operating_point', 'log_level', 'rviz',
              'container')
-RUNNER = '''
+RUNNER = """
 import sys
 from launch import LaunchService
 from launch.actions import IncludeLaunchDescription
@@ -32,7 +34,7 @@ service.include_launch_description(IncludeLaunchDescription(
     PythonLaunchDescriptionSource(sys.argv[1]),
     launch_arguments=[tuple(a.split(':=', 1)) for a in sys.argv[2:]]))
 sys.exit(service.run())
-'''
+"""
 START_TIMEOUT_S = 90.0
 
 
@@ -177,8 +179,11 @@ class Launch:
 
 @pytest.fixture
 def run_launch(ros_env, tmp_path):
-    """``run_launch(**arguments) -> (Launch, FramePlayer)``; stops both at the end and checks
-    that no evs_node is left running and nothing printed a traceback."""
+    """Start a launch and a player: the fixture gives (Launch, FramePlayer) for arguments.
+
+    Stops both at the end and checks that no evs_node is left running and nothing printed a
+    traceback.
+    """
     started = []
 
     def start(**arguments):
@@ -253,11 +258,11 @@ def test_rviz_without_rviz2_warns_and_the_node_runs(run_launch, tmp_path):
     assert len(warnings) == 1 and 'WARN' in warnings[0], launch.output()
 
 
-FAKE_RVIZ = '''#!/bin/sh
+FAKE_RVIZ = """#!/bin/sh
 # rviz2 stand-in: keep the config it was given (-d FILE), run until told to quit.
 cp "$2" "$FAKE_RVIZ_COPY"
 while [ ! -e "$FAKE_RVIZ_QUIT" ]; do sleep 0.1; done
-'''
+"""
 
 
 @needs_launch

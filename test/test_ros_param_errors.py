@@ -1,7 +1,8 @@
-"""Bad parameter values of the installed evs_node, from the command line (``-p``), a params file
-and ``ros2 param set`` (a SetParameters call): one line naming the parameter and its allowed
-values, no traceback; start-up errors exit with code 2. Values that convert cleanly (an integer
-for a float) are accepted, and preset names are canonicalised.
+"""Bad parameter values of the installed evs_node: one line, no traceback.
+
+From the command line (``-p``), a params file and ``ros2 param set`` (a SetParameters call): one
+line naming the parameter and its allowed values; start-up errors exit with code 2. Values that
+convert cleanly (an integer for a float) are accepted, and preset names are canonicalised.
 """
 
 import subprocess
@@ -20,7 +21,7 @@ BAD_VALUES = [('runtime.flow_threads', -1), ('flow.scale', 'fast'),
 
 
 def allowed(name: str):
-    """What the message must list as allowed for ``name`` (from the config's metadata)."""
+    """Return what the message must list as allowed for ``name`` (from the config's metadata)."""
     if name == 'operating_point.preset':
         return list(PRESET_NAMES)
     info = PARAMETER_INFO[name]
@@ -28,7 +29,7 @@ def allowed(name: str):
 
 
 def params_file(tmp_path, values: dict) -> str:
-    """A params file for every node (``/**``) with dotted ``values`` nested as ROS expects."""
+    """Write a params file for every node (``/**``), dotted ``values`` nested as ROS expects."""
     tree = {}
     for dotted, value in values.items():
         *sections, leaf = dotted.split('.')
@@ -42,9 +43,11 @@ def params_file(tmp_path, values: dict) -> str:
 
 
 def start(ros_env, tmp_path, source: str, name: str, value):
-    """The node with the fake backend from a params file and ``name`` set to ``value`` there
-    (``source`` 'file') or with ``-p`` ('cli'). The params file then does not name ``name``:
-    rcl keeps a params file's value when ``-p`` gives one of another type."""
+    """Start the node with the fake backend and ``name`` set to ``value``.
+
+    Set in the params file (``source`` 'file') or with ``-p`` ('cli'). The params file then does
+    not name ``name``: rcl keeps a params file's value when ``-p`` gives one of another type.
+    """
     file_values = {'model.backend': FAKE_BACKEND, 'model.refiner': ''}
     if source == 'file':
         file_values[name] = value

@@ -1,5 +1,6 @@
-"""Parameters of the installed evs_node over its parameter services (what `ros2 param` calls):
-descriptors with ranges, run-time operating point changes that act on the next frame, and bad
+"""Parameters of the installed evs_node over its parameter services (what `ros2 param` calls).
+
+Descriptors with ranges, run-time operating point changes that act on the next frame, and bad
 values rejected with a reason while nothing changes.
 """
 

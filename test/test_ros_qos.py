@@ -1,7 +1,8 @@
-"""QoS of the installed evs_node over real DDS, with its default settings (REP-2003): outputs are
-reliable, so a default-QoS (reliable) subscriber and a sensor-data (best-effort) subscriber both
-get every frame; the image subscription is best effort; the standard ``qos_overrides`` parameters
-change a single topic.
+"""QoS of the installed evs_node over real DDS, with its default settings (REP-2003).
+
+Outputs are reliable, so a default-QoS (reliable) subscriber and a sensor-data (best-effort)
+subscriber both get every frame; the image subscription is best effort; the standard
+``qos_overrides`` parameters change a single topic.
 """
 
 import os
@@ -34,8 +35,10 @@ def _stamp_ns(msg) -> int:
 
 
 def start(ros_env, tmp_path, overrides=None):
-    """The node with only the fake backend set (every QoS setting at its default) and a player
-    that publishes images; returns (process, player)."""
+    """Start the node with only the fake backend set and a player that publishes images.
+
+    Every QoS setting at its default; returns (process, player).
+    """
     params = {'model.backend': FAKE_BACKEND, 'model.refiner': "''"}
     params.update(overrides or {})
     log_path = str(tmp_path / 'node.log')
@@ -56,8 +59,10 @@ def stop(process, player, tmp_path):
 
 
 def prime(player, wanted) -> int:
-    """Send frames until each (recorder, topics) of ``wanted`` got every one of its topics once
-    (discovery done); returns the index of the next frame to send."""
+    """Send frames until each recorder of ``wanted`` got every one of its topics once.
+
+    Discovery is then done; returns the index of the next frame to send.
+    """
     def done():
         return all(recorder.stamps[t] for recorder, topics in wanted for t in topics)
 

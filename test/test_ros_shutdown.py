@@ -1,6 +1,7 @@
-"""Stopping the installed evs_node as a terminal or ROS 2 launch does: signals to its process
-group, idle or while frames flow. Every way ends with exit code 0, no traceback or RCL error in
-its output, and no output arriving after the process has gone.
+"""Stopping the installed evs_node as a terminal or ROS 2 launch does.
+
+Signals to its process group, idle or while frames flow. Every way ends with exit code 0, no
+traceback or RCL error in its output, and no output arriving after the process has gone.
 """
 
 import os
@@ -43,8 +44,10 @@ class Stream:
 
 
 def send(process: subprocess.Popen, names) -> None:
-    """Signals by name to the node's process group, 20 ms apart (a terminal's Ctrl-C reaches
-    every process of the group; launch then signals the node again)."""
+    """Send signals by name to the node's process group, 20 ms apart.
+
+    A terminal's Ctrl-C reaches every process of the group; launch then signals the node again.
+    """
     for i, name in enumerate(names):
         if i:
             time.sleep(0.02)

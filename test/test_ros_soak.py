@@ -1,5 +1,6 @@
-"""Soak: a few thousand small frames through the installed evs_node as fast as it takes them;
-every frame gets its outputs and the node's memory (VmRSS) does not keep growing.
+"""Soak: a few thousand small frames through the installed evs_node as fast as it takes them.
+
+Every frame gets its outputs and the node's memory (VmRSS) does not keep growing.
 """
 
 import pytest

@@ -139,7 +139,7 @@ def test_outputs_get_a_default_qos_when_the_camera_offers_none(tmp_path):
 
 
 @pytest.mark.parametrize('topic, message', [
-    ('/missing/image', "is not in the bag; image topics in the bag: /camera/image"),
+    ('/missing/image', 'is not in the bag; image topics in the bag: /camera/image'),
     ('/chatter', 'has type std_msgs/msg/String'),
 ])
 def test_wrong_image_topic_is_reported_and_writes_nothing(tmp_path, topic, message):

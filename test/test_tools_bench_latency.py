@@ -1,5 +1,8 @@
-"""``evs bench latency`` end to end with the fake backend on tiny frames (numbers not checked:
-benchmarks are commands; this checks that the command runs and reports every field)."""
+"""``evs bench latency`` end to end with the fake backend on tiny frames.
+
+Numbers are not checked (benchmarks are commands): this checks that the command runs and reports
+every field.
+"""
 
 import argparse
 import json
@@ -20,6 +23,10 @@ def test_parsers_accept_the_documented_forms_and_explain_typos():
         bench_latency.parse_rates('0')
 
 
+def refuse(constant: str):
+    raise ValueError(f'{constant} is not JSON')
+
+
 def test_bench_latency_writes_json_and_markdown(ros_env, tmp_path):
     parser = argparse.ArgumentParser()
     bench_latency.add_arguments(parser)
@@ -29,7 +36,7 @@ def test_bench_latency_writes_json_and_markdown(ros_env, tmp_path):
         '--rates', '40,max', '--frames', '12', '--max-seconds', '0.2',
         '--backend', 'python:fake_models:make_model', '--domain-id', ros_env['ROS_DOMAIN_ID']])
     assert bench_latency.run(args) == 0
-    summary = json.loads(out.read_text())
+    summary = json.loads(out.read_text(), parse_constant=refuse)  # strict JSON: no NaN
     runs = [(r['operating_point'], r['rate']) for r in summary['results']]
     assert runs == [('EVS05', 40.0), ('EVS05', 'max'), ('EVS10', 40.0), ('EVS10', 'max')]
     for result in summary['results']:

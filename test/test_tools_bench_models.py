@@ -1,5 +1,7 @@
-"""`evs bench models` (ICNet, SegFormer-B0..B5 with real shapes, their Refiners) and `evs bench`
-with an hf: network, at tiny sizes: the reports' contents, never timings."""
+"""`evs bench models` and `evs bench` with an hf: network, at tiny sizes.
+
+ICNet, SegFormer-B0..B5 with real shapes and their Refiners: the reports' contents, never timings.
+"""
 
 import json
 

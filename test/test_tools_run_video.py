@@ -15,7 +15,7 @@ NUM_FRAMES, WIDTH, HEIGHT = 12, 96, 64
 
 
 def write_clip(path):
-    """An mp4 of a smooth random texture panning right by 2 px per frame."""
+    """Return an mp4 of a smooth random texture panning right by 2 px per frame."""
     rng = np.random.default_rng(0)
     base = cv2.GaussianBlur(rng.integers(0, 255, (HEIGHT, WIDTH + 40, 3), dtype=np.uint8),
                             (0, 0), 2.0)

@@ -21,7 +21,7 @@ SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    """Caches in tmp_path; ``add(name, **fields)`` writes a catalogue entry for the CLI."""
+    """Isolate caches in tmp_path; ``add(name, **fields)`` writes a catalogue entry."""
     isolate_caches(tmp_path, monkeypatch)
     catalogue_path = tmp_path / 'catalogue.yaml'
     catalogue_path.write_text('{}')
@@ -53,6 +53,11 @@ def test_list_verbose_and_json_give_the_source_of_each_figure(env, capsys):
     assert evs_main(['weights', 'list', '-v']) == 0
     out = capsys.readouterr().out
     assert 'Table 1(a)' in out and 'md5 6da59a72a254862106420983a7723624' in out
+    b0 = out[out.index('segformer-b0-cityscapes\n'):out.index('segformer-b1-cityscapes\n')]
+    assert 'measured: sliding 1024x1024 windows at short side 1024 px' in b0
+    assert 'bilinearly' in b0 and 'we run:   the whole frame at short side 1024 px' in b0
+    assert 'revision: 21b3847fae21ddee674abd31129307b6a1235bd9 (verified commit' in b0
+    assert 'main (NOT PINNED; not pinned: only the abbreviated commit e59f265' in out
     assert evs_main(['weights', 'list', '--json']) == 0
     rows = {row['name']: row for row in json.loads(capsys.readouterr().out)}
     assert rows['segformer-b0-cityscapes']['accuracy_source'].startswith('SegFormer paper')

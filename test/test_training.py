@@ -19,7 +19,7 @@ torch.set_num_threads(1)
 
 
 def _frames(count=4, height=48, width=96, shift_px=2):
-    """Moving stripes: class = stripe index (0..3), texture so DIS has something to track."""
+    """Draw moving stripes: class = stripe index (0..3), texture so DIS has something to track."""
     rng = np.random.default_rng(0)
     texture = rng.integers(0, 255, (height, width + count * shift_px, 3), dtype=np.uint8)
     labels = (np.arange(width + count * shift_px) // 24 % 4).astype(np.uint8)

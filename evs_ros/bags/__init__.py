@@ -1,5 +1,7 @@
-"""evs_ros.bags: label recorded ROS 2 bags offline, one bag (``evs bag``) or a fleet's archive on
-a Ray cluster (``evs fleet``).
+"""evs_ros.bags.
+
+Label recorded ROS 2 bags offline, one bag (``evs bag``) or a fleet's archive on a Ray cluster
+(``evs fleet``).
 
 Modules: ``labelling`` (one bag, a chunk of one, merging chunks; atomic outputs and the per-bag
 summary), ``network`` (the network of ``config.model`` in an EvsPipeline), ``chunks`` (time chunks

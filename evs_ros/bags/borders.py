@@ -17,8 +17,11 @@ from evs_ros.config import EvsConfig
 
 def label_clip(frames: Sequence[np.ndarray], config: EvsConfig, model, refiner,
                borders: Sequence[int] = (0,), warmup: int = 0) -> List[np.ndarray]:
-    """Labels of every frame, a fresh pipeline for each chunk (0 = one pass); each chunk's
-    pipeline starts ``warmup`` frames before its border and its labels there are dropped."""
+    """Labels of every frame, a fresh pipeline for each chunk (0 = one pass).
+
+    Each chunk's pipeline starts ``warmup`` frames before its border and its labels there are
+    dropped.
+    """
     starts = sorted(set(borders) | {0})
     ends = starts[1:] + [len(frames)]
     labels = []
@@ -32,8 +35,10 @@ def label_clip(frames: Sequence[np.ndarray], config: EvsConfig, model, refiner,
 
 
 def grid_borders(count: int, chunk_frames: int, grid: int, offset: int = 0) -> List[int]:
-    """Borders every ``chunk_frames`` frames rounded up to the keyframe grid, plus ``offset``
-    (``offset`` != 0 puts them off the grid, for comparison)."""
+    """Return borders every ``chunk_frames`` frames rounded up to the keyframe grid.
+
+    Plus ``offset`` (``offset`` != 0 puts them off the grid, for comparison).
+    """
     borders, step = [], 1
     while True:
         border = -(-step * chunk_frames // grid) * grid + offset
@@ -66,8 +71,11 @@ def compare(reference: Sequence[np.ndarray], chunked: Sequence[np.ndarray],
 
 def border_study(frames: Sequence[np.ndarray], config: EvsConfig, model, refiner,
                  chunk_frames: int, warmups: Sequence[int] = ()) -> Dict[str, object]:
-    """The operating point of ``config`` chunked on the keyframe grid, 1 frame off it, and on
-    the grid with each warm-up of ``warmups`` (frames labelled before the border and dropped)."""
+    """Chunk the operating point of ``config`` on the keyframe grid, 1 frame off it, and so on.
+
+    On the grid with each warm-up of ``warmups`` too (frames labelled before the border and
+    dropped).
+    """
     reference = label_clip(frames, config, model, refiner)
     grid = keyframe_grid(config.operating_point)
     result = {'operating_point': config.operating_point.name, 'grid': grid,

@@ -39,9 +39,11 @@ def keyframe_grid(op: OperatingPoint) -> int:
 
 
 def chunk_borders(timestamps_ns: Sequence[int], chunk_s: float, grid: int) -> List[int]:
-    """First frame of each chunk: 0, then the first frame at or after each ``chunk_s`` step whose
-    index is a multiple of ``grid`` and whose bag time is later than its predecessor's (so the
-    border is a bag time that no frame of the previous chunk shares).
+    """First frame of each chunk.
+
+    0, then the first frame at or after each ``chunk_s`` step whose index is a multiple of ``grid``
+    and whose bag time is later than its predecessor's (so the border is a bag time that no frame
+    of the previous chunk shares).
 
     Args:
         timestamps_ns: bag times of the image messages, in order.
@@ -67,7 +69,7 @@ def chunk_borders(timestamps_ns: Sequence[int], chunk_s: float, grid: int) -> Li
 
 def plan_chunks(timestamps_ns: Sequence[int], chunk_s: float, op: OperatingPoint
                 ) -> List[Chunk]:
-    """The chunks of a bag whose image messages have these bag times (see module doc)."""
+    """Return the chunks of a bag whose image messages have these bag times (see module doc)."""
     borders = chunk_borders(timestamps_ns, chunk_s, keyframe_grid(op))
     ends = borders[1:] + [len(timestamps_ns)]
     return [Chunk(index=i, first_frame=first, frames=end - first,

@@ -15,7 +15,7 @@ STORAGE_SUFFIXES = ('.db3', '.mcap')
 
 
 def is_bag_dir(path: Path) -> bool:
-    """A directory with ``metadata.yaml`` or a storage file (a bag whose metadata is lost)."""
+    """Tell a bag: a folder with ``metadata.yaml`` or a storage file (metadata lost)."""
     path = Path(path)
     if (path / 'metadata.yaml').is_file():
         return True

@@ -357,7 +357,7 @@ class _FleetRun:
             reasons={item.job.key: item.reason for item in self.todo}, interrupted=interrupted)
         fleet_report.write(self.out_dir, data)
         if len(data['networks']) > 1:
-            self.log(f"evs fleet: WARNING: the workers loaded different networks "
+            self.log('evs fleet: WARNING: the workers loaded different networks '
                      f"({'; '.join(data['networks'])}): their caches differ; ship one with "
                      '--weights-dir')
         self.log(fleet_report.summary_line(data))
@@ -376,7 +376,7 @@ def error_line(error: BaseException) -> str:
 
 
 def _auth_hint(error: BaseException) -> str:
-    """A hint when Ray refused the connection for its token authentication."""
+    """Return a hint when Ray refused the connection for its token authentication."""
     seen = 0
     while error is not None and seen < 8:
         if 'auth' in f'{type(error).__name__} {error}'.lower():

@@ -85,7 +85,7 @@ def worker_name() -> str:
 
 
 def _worker_config(settings: TaskSettings) -> EvsConfig:
-    """The config with the shipped weights folder in place (unpacked once per machine)."""
+    """Return the config with the shipped weights folder in place (unpacked once per machine)."""
     config = settings.config
     if settings.weights is not None:
         digest, (ref,) = settings.weights
@@ -147,7 +147,7 @@ def label_bag_task(job: BagJob, settings: TaskSettings) -> dict:
 
 @ray.remote
 def plan_task(job: BagJob, settings: TaskSettings) -> List[Chunk]:
-    """The chunks of ``job``'s bag (its image topic's bag times, from the index where it can)."""
+    """Plan the chunks of ``job``'s bag (its image topic's times, from the index if it can)."""
     with BagReader(Path(job.input)) as reader:
         labelling.check_image_topic(reader.topics(), settings.image_topic)
         timestamps = reader.timestamps(settings.image_topic)
@@ -155,8 +155,10 @@ def plan_task(job: BagJob, settings: TaskSettings) -> List[Chunk]:
 
 
 def parts_dir(job: BagJob, settings: TaskSettings, input_fingerprint: str) -> Path:
-    """Where the parts of ``job`` live: named by the settings and the input, so a changed
-    input or config never reuses old parts."""
+    """Where the parts of ``job`` live.
+
+    Named by the settings and the input, so a changed input or config never reuses old parts.
+    """
     return Path(settings.parts_root) / job.key / \
         f'{settings.settings_hash}-{input_fingerprint[:16]}'
 
@@ -238,7 +240,7 @@ def _remove_parts(job: BagJob, settings: TaskSettings) -> None:
 
 def _entry(job: BagJob, settings: TaskSettings, summary, networks: List[str], busy_s: float,
            workers, reused_chunks: int = 0) -> dict:
-    """The manifest entry of a labelled bag (checksums read both bags once more)."""
+    """Return the manifest entry of a labelled bag (checksums read both bags once more)."""
     return {
         'status': DONE, 'input': job.input, 'output': job.output,
         'config_hash': settings.settings_hash,

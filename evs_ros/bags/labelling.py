@@ -1,5 +1,6 @@
-"""Label one recorded ROS 2 bag: what ``evs bag`` does, and the pieces ``evs fleet`` splits it
-into.
+"""Label one recorded ROS 2 bag.
+
+What ``evs bag`` does, and the pieces ``evs fleet`` splits it into.
 
 The output bag holds every message of the input, unchanged, plus three topics next to the image
 topic, with the same names and encodings the node publishes (design.md §5):
@@ -330,7 +331,7 @@ def output_topics_by_name(topics: Sequence[str]) -> Dict[str, str]:
 # ---- atomic outputs and the per-bag summary ---------------------------------------------------
 
 def temp_path(final_path: Path) -> Path:
-    """A fresh temporary name next to ``final_path`` (same file system: rename is atomic)."""
+    """Return a fresh temporary name next to ``final_path`` (same file system: atomic rename)."""
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     return final_path.with_name(f'.{final_path.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}')
@@ -350,8 +351,9 @@ def replace_path(temp: Path, final_path: Path) -> None:
 
 @contextmanager
 def atomic_bag(final_path: Path):
-    """Yield a temporary path to write a bag directory to; rename it to ``final_path`` when the
-    block completes, remove it when it fails.
+    """Yield a temporary path to write a bag directory to.
+
+    Rename it to ``final_path`` when the block completes, remove it when it fails.
 
     The bag is written as ``.NAME.evs-tmp-<id>/NAME`` so that its storage files already carry
     their final names (rosbag2 names them after the bag directory).
@@ -392,7 +394,7 @@ def write_summary(bag_path: Path, summary: BagSummary, extra: Optional[dict] = N
 
 
 def read_summary(bag_path: Path) -> dict:
-    """The :data:`SUMMARY_FILE` of an output bag ({} when there is none)."""
+    """Return the :data:`SUMMARY_FILE` of an output bag ({} when there is none)."""
     try:
         with open(Path(bag_path) / SUMMARY_FILE, encoding='utf-8') as stream:
             return json.load(stream)

@@ -35,7 +35,7 @@ _CHUNK = 1 << 20
 
 
 def bag_files(bag_path: Path) -> List[Path]:
-    """The regular files of a bag directory, sorted by relative name."""
+    """Return the regular files of a bag directory, sorted by relative name."""
     bag_path = Path(bag_path)
     return sorted((p for p in bag_path.rglob('*') if p.is_file()),
                   key=lambda p: p.relative_to(bag_path).as_posix())
@@ -66,7 +66,7 @@ def checksum(bag_path: Path) -> str:
 
 def label_settings(config: EvsConfig, image_topic: str, storage: Optional[str],
                    chunk_s: float, weights_sha256: str = '') -> dict:
-    """The settings that decide an output bag, JSON-ready.
+    """Return the settings that decide an output bag, JSON-ready.
 
     The operating point, flow, IAM and the whole ``model`` section (network, engine, Refiner,
     device, palette), the image topic, the output storage, the evs_ros version and, when a
@@ -142,8 +142,10 @@ class Manifest:
             os.fsync(stream.fileno())
 
     def save(self, header: dict) -> None:
-        """Rewrite ``manifest.json`` atomically with ``header`` and every entry; empty the
-        journal."""
+        """Rewrite ``manifest.json`` atomically with ``header`` and every entry.
+
+        Then empty the journal.
+        """
         self.header = dict(header, format=FORMAT_VERSION, updated=now_utc())
         data = dict(self.header, bags={k: self.entries[k] for k in sorted(self.entries)})
         self.out_dir.mkdir(parents=True, exist_ok=True)

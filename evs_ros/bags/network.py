@@ -25,12 +25,12 @@ class PipelineLabeller:
     """
 
     def __init__(self, config: EvsConfig, model, refiner):
-        from evs_ros.data.labels import Visualizer
+        from evs_ros.data.classes import visualizer_for_model
         from evs_ros.pipeline.pipeline import EvsPipeline
         self._pipeline = EvsPipeline(config, model, refiner)
         self.network = network_name(config, model)
         self.colorize: Callable[[np.ndarray], np.ndarray] = \
-            Visualizer.for_model(config, model).colorize
+            visualizer_for_model(config, model).colorize
 
     def __call__(self, image_bgr: np.ndarray, stamp_ns: int):
         result = self._pipeline.process(image_bgr, stamp_ns)
@@ -38,7 +38,7 @@ class PipelineLabeller:
 
 
 def load_labeller(config: EvsConfig, cache: bool = False) -> PipelineLabeller:
-    """A labeller with a fresh state; ``cache``: reuse this process's loaded network."""
+    """Return a labeller with a fresh state; ``cache``: reuse this process's loaded network."""
     load = cached_models if cache else _load_models
     model, refiner = load(config.model, config.operating_point.refine)
     return PipelineLabeller(config, model, refiner)
@@ -58,16 +58,21 @@ def _load_models(model_config: ModelConfig, need_refiner: bool):
 
 
 def network_name(config: EvsConfig, model) -> str:
-    """What this process loaded for ``config.model``: the SPEC that ran (``auto`` resolved), the
-    model's class and its class count, so that workers whose caches differ are told apart."""
+    """Describe what this process loaded for ``config.model``.
+
+    The SPEC that ran (``auto`` resolved), the model's class and its class count, so that workers
+    whose caches differ are told apart.
+    """
     spec = getattr(model, 'backend_spec', None) or config.model.backend
     return f'{spec} ({type(model).__name__}, {getattr(model, "num_classes", "?")} classes)'
 
 
 def fix_backend(config: EvsConfig, cache_root: Optional[str] = None) -> EvsConfig:
-    """``model.backend: auto`` replaced by the network it picks here (from the caches, or from
-    the caches under ``cache_root``, a shipped weights folder), so that every process of a run,
-    and the settings hash, name the same network; other SPECs unchanged."""
+    """Replace ``model.backend: auto`` by the network it picks here; other SPECs unchanged.
+
+    It picks from the caches, or from the caches under ``cache_root`` (a shipped weights folder),
+    so that every process of a run, and the settings hash, name the same network.
+    """
     from evs_ros.models.loading import AUTO, auto_backend
     if config.model.backend != AUTO:
         return config

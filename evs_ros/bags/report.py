@@ -22,8 +22,11 @@ def build(bags: List[str], current: List[str], labelled: Dict[str, dict],
           failed: Dict[str, dict], wall_s: float, settings: dict, settings_hash: str,
           cluster: dict, reasons: Dict[str, str], interrupted: bool, startup_s: float = 0.0
           ) -> dict:
-    """The report as a JSON-ready dict. ``startup_s``: from the start to the first task (Ray
-    started or joined, the network loaded once); the rest of ``wall_s`` is labelling."""
+    """Return the report as a JSON-ready dict.
+
+    ``startup_s``: from the start to the first task (Ray started or joined, the network loaded
+    once); the rest of ``wall_s`` is labelling.
+    """
     frames = sum(entry['frames'] for entry in labelled.values())
     workers = per_worker(labelled)
     networks = sorted({name for entry in labelled.values() for name in entry.get('network', ())})
@@ -78,7 +81,7 @@ def summary_line(report: dict) -> str:
 
 
 def markdown(report: dict) -> str:
-    """The report as a markdown page."""
+    """Return the report as a markdown page."""
     bags, cluster = report['bags'], report['cluster']
     lines = ['# evs fleet report', '',
              f"{report['finished']}{' (interrupted)' if report['interrupted'] else ''}; "

@@ -27,7 +27,7 @@ OFFLINE_ENV = {'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1'}
 
 
 def pack(weights_dir: Path) -> bytes:
-    """An uncompressed tar of ``weights_dir``'s content (files in sorted order)."""
+    """Return an uncompressed tar of ``weights_dir``'s content (files in sorted order)."""
     weights_dir = Path(weights_dir)
     if not weights_dir.is_dir():
         raise FileNotFoundError(f'--weights-dir {weights_dir} is not a directory')
@@ -41,8 +41,9 @@ def pack(weights_dir: Path) -> bytes:
 
 
 def materialize(fetch_archive: Callable[[], bytes], digest: str, root: Path = None) -> Path:
-    """The folder ``<tmp>/evs_fleet_weights/<digest>``, unpacked once per machine from
-    ``fetch_archive()`` (called only when the folder is not there yet).
+    """Return the folder ``<tmp>/evs_fleet_weights/<digest>``, unpacked once per machine.
+
+    From ``fetch_archive()``, called only when the folder is not there yet.
 
     Concurrent workers each unpack into a temporary folder; the first rename wins and the others
     use its result.
@@ -88,8 +89,10 @@ def use_weights_dir(root: Path, model_config: ModelConfig) -> ModelConfig:
 
 
 def absolute_paths(model_config: ModelConfig, base: Path = None) -> ModelConfig:
-    """Relative paths of ``model_config`` that exist here, made absolute (workers do not share
-    the driver's working directory)."""
+    """Make the relative paths of ``model_config`` that exist here absolute.
+
+    Workers do not share the driver's working directory.
+    """
     base = Path(base or os.getcwd())
     palette = model_config.palette_file
     if palette and not os.path.isabs(palette) and (base / palette).is_file():

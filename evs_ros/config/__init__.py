@@ -17,9 +17,10 @@ from evs_ros.config.fields import (  # noqa: F401
     DEVICES, DIS_PRESETS, ENGINES, FLOW_METHODS, PRECISIONS, QOS_RELIABILITY, ParameterInfo,
     allowed_text, setting, validate_fields,
 )
-from evs_ros.config.flat import config_from_flat, load_yaml, to_flat  # noqa: F401
+from evs_ros.config.flat import config_from_flat, load_yaml, to_flat, truth_value  # noqa: F401
 from evs_ros.config.sections import (  # noqa: F401
-    BASELINE, OPERATING_POINTS, PARAMETER_INFO, PRESET_NAMES, RESTART_REQUIRED, SECTIONS,
+    BASELINE, OPERATING_POINT_FIELDS, OPERATING_POINTS, PARAMETER_INFO, PRESET_NAMES,
+    RESTART_REQUIRED, SECTIONS,
     EvsConfig, FlowConfig, IamConfig, ModelConfig, OperatingPoint, PublishConfig, RuntimeConfig,
-    canonical_preset_name, effective_flow, operating_point,
+    canonical_preset_name, effective_flow, operating_point, window_size,
 )

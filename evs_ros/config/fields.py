@@ -14,11 +14,15 @@ DEVICES = ('auto', 'cpu', 'cuda')
 ENGINES = ('auto', 'torch', 'openvino', 'onnxruntime', 'tensorrt')
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16', 'int8')
 QOS_RELIABILITY = ('best_effort', 'reliable')
+UPSAMPLING = ('nearest', 'bilinear')
 
 
 class ParameterInfo(NamedTuple):
-    """What a user needs to know about one setting: the ROS parameter descriptor, the CLI help
-    and validation all read it from the field's metadata (one place)."""
+    """What a user needs to know about one setting.
+
+    The ROS parameter descriptor, the CLI help and validation all read it from the field's metadata
+    (one place).
+    """
 
     help: str
     range: Optional[Tuple[float, float]] = None
@@ -29,7 +33,7 @@ class ParameterInfo(NamedTuple):
 
 def setting(default, help: str, range: Optional[Tuple[float, float]] = None,
             choices: Optional[Tuple[str, ...]] = None, restart: bool = False):
-    """A config field with its :class:`ParameterInfo` (validated by :func:`validate_fields`)."""
+    """Return a config field with its :class:`ParameterInfo` (see :func:`validate_fields`)."""
     return field(default=default, metadata={'info': ParameterInfo(help, range, choices, restart)})
 
 
@@ -48,8 +52,11 @@ def allowed_text(info: ParameterInfo) -> str:
 
 
 def validate_fields(section: str, obj) -> None:
-    """Check every field of ``obj`` against its range and choices; ValueError names the setting
-    and what is allowed (``runtime.flow_threads=-1: must be in [1, 64]``)."""
+    """Check every field of ``obj`` against its range and choices.
+
+    ValueError names the setting and what is allowed (``runtime.flow_threads=-1: must be in [1,
+    64]``).
+    """
     for item in fields(obj):
         info = item.metadata.get('info')
         value = getattr(obj, item.name)

@@ -5,7 +5,7 @@ The node, every ``evs`` command and the benchmarks build their settings through
 """
 
 from dataclasses import asdict, fields, replace
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 from evs_ros.config.fields import allowed_text
 from evs_ros.config.sections import PARAMETER_INFO, SECTIONS, EvsConfig, operating_point
@@ -44,8 +44,10 @@ def config_from_flat(values: Mapping[str, Any], base: EvsConfig = None) -> EvsCo
 
 
 def _coerce(name: str, default: Any, value: Any) -> Any:
-    """Convert YAML/CLI values to the type of ``default`` (1 -> 1.0 for floats, 'on' -> True);
-    ValueError naming the setting otherwise."""
+    """Convert YAML/CLI values to the type of ``default`` (1 -> 1.0 for floats, 'on' -> True).
+
+    ValueError naming the setting otherwise.
+    """
     kind = type(default)
     try:
         if kind is bool:
@@ -66,16 +68,22 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
 
 
 _TYPE_NAMES = {bool: 'true or false', float: 'a number', int: 'an integer', str: 'a string'}
-_TRUE, _FALSE = ('true', '1', 'yes', 'on'), ('false', '0', 'no', 'off')
+TRUE_WORDS, FALSE_WORDS = ('true', '1', 'yes', 'on'), ('false', '0', 'no', 'off')
+
+
+def truth_value(value: Any) -> Optional[bool]:
+    """Return the truth value of a bool or a yes/no word (any case), None for anything else."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    return True if word in TRUE_WORDS else False if word in FALSE_WORDS else None
 
 
 def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    lowered = str(value).strip().lower()
-    if lowered not in _TRUE + _FALSE:
+    truth = truth_value(value)
+    if truth is None:
         raise ValueError(value)
-    return lowered in _TRUE
+    return truth
 
 
 def load_yaml(path: str, node_name: str = 'evs_node') -> EvsConfig:

@@ -5,12 +5,12 @@ Refinement* (Paul et al.): operating points are its Table 2, DIS parameters its 
 """
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from evs_ros.config.backends import spec_usage
 from evs_ros.config.fields import (
-    DEVICES, DIS_PRESETS, ENGINES, FLOW_METHODS, PRECISIONS, QOS_RELIABILITY, ParameterInfo,
-    check, setting, validate_fields,
+    DEVICES, DIS_PRESETS, ENGINES, FLOW_METHODS, PRECISIONS, QOS_RELIABILITY, UPSAMPLING,
+    ParameterInfo, check, setting, validate_fields,
 )
 
 
@@ -108,6 +108,20 @@ class OperatingPoint:
               'operating_point.refine=True: needs operating_point.warp=True (R refines warped '
               'labels)')
 
+    @property
+    def preset_name(self) -> str:
+        """The preset this operating point starts from (``EVS05`` for ``EVS05+custom``)."""
+        return self.name.split('+')[0]
+
+    def named_after(self, preset: 'OperatingPoint') -> 'OperatingPoint':
+        """Return it named ``preset.name``, with ``+custom`` when a field differs from it."""
+        same = all(getattr(self, name) == getattr(preset, name) for name in OPERATING_POINT_FIELDS)
+        return replace(self, name=preset.name if same else f'{preset.name}+custom')
+
+
+OPERATING_POINT_FIELDS = tuple(f.name for f in fields(OperatingPoint) if f.name != 'name')
+"""What an operating point sets (D, S, W, R, adaptive policy, flow scale): all but the name."""
+
 
 def _op(name, d, s, w, r, flow_scale=0.0):
     return OperatingPoint(name=name, downscale=d, keyframe_interval=s, warp=w, refine=r,
@@ -194,12 +208,27 @@ class ModelConfig:
     palette_file: str = setting('', 'YAML/JSON with class names and RGB colours (empty = the '
                                 "network's classes: Cityscapes colours or generated ones)",
                                 restart=True)
+    input_short_side: int = setting(
+        0, 'short side (px) of the frame the network sees at D=1: 0 = the scale it was trained '
+        'at (its catalogue entry or the network; the camera size when unknown), -1 = the camera '
+        "size, N = N px; the operating point's D scales from there", (-1, 16384), restart=True)
+    window: str = setting(
+        '', "'' = the whole frame; native = the sliding windows of the network's published "
+        'evaluation (its catalogue entry); HxW = overlapping windows of HxW network-input px, '
+        'probabilities averaged where they overlap', restart=True)
+    upsample: str = setting(
+        'nearest', 'keyframe labels at camera resolution: nearest (argmax at the network output, '
+        'then nearest neighbour) or bilinear (probabilities upsampled, then argmax; how published '
+        'figures are measured)', choices=UPSAMPLING, restart=True)
 
     def __post_init__(self):
         validate_fields('model', self)
         check(':' in self.backend or self.backend == 'auto',
               f'model.backend={self.backend!r}: must be auto or a SPEC like '
               f'{spec_usage(aliases=False)}')
+        check(self.window in ('', 'native') or window_size(self.window) is not None,
+              f'model.window={self.window!r}: must be empty (whole frame), native or HxW with '
+              'H, W >= 32 (e.g. 1024x1024)')
         check(not self.fp16 or self.precision in ('auto', 'fp16'),
               f'model.fp16=true contradicts model.precision={self.precision}: set one of them')
         check(self.precision != 'int8' or self.calibration,
@@ -212,6 +241,15 @@ class ModelConfig:
         if self.precision == 'auto':
             return 'fp16' if self.fp16 else 'fp32'
         return self.precision
+
+
+def window_size(text: str) -> Optional[Tuple[int, int]]:
+    """'1024x512' -> (1024, 512) as (H, W); None unless both are integers >= 32."""
+    height, sep, width = str(text).strip().lower().partition('x')
+    if not sep or not (height.isdigit() and width.isdigit()):
+        return None
+    size = (int(height), int(width))
+    return size if min(size) >= 32 else None
 
 
 @dataclass(frozen=True)
@@ -280,8 +318,10 @@ class EvsConfig:
 
 
 def effective_flow(config: 'EvsConfig', op: Optional[OperatingPoint] = None) -> FlowConfig:
-    """The flow settings in force at ``op`` (default: the config's operating point): its own
-    ``flow_scale`` when set, else ``flow.scale``."""
+    """Return the flow settings in force at ``op`` (default: the config's operating point).
+
+    Its own ``flow_scale`` when set, else ``flow.scale``.
+    """
     op = op or config.operating_point
     return replace(config.flow, scale=op.flow_scale) if op.flow_scale else config.flow
 

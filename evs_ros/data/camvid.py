@@ -72,7 +72,7 @@ class CamvidSequence:
 
 
 def list_sequences(root: str, split: str = 'val') -> List[CamvidSequence]:
-    """The labelled sequences of ``split`` under ``root`` (sorted by camera sequence, frame).
+    """List the labelled sequences of ``split`` under ``root`` (by camera sequence, frame).
 
     Raises:
         FileNotFoundError: ``root/split`` or ``root/{split}annot`` is missing, naming the layout.

@@ -134,8 +134,10 @@ def read_flow(path: str) -> Dict[str, np.ndarray]:
 
 def write_snippet(root: str, split: str, city: str, seq: int, frames_iter: Iterable,
                   write_flow: bool = False) -> Snippet:
-    """Write frames (objects with ``image_bgr``, ``labels`` trainIds and, for ``write_flow``,
-    ``flow_cur_to_prev`` and ``valid``; ``labels`` may be None) and return the written Snippet.
+    """Write frames and return the written Snippet.
+
+    Frames are objects with ``image_bgr``, ``labels`` trainIds and, for ``write_flow``,
+    ``flow_cur_to_prev`` and ``valid``; ``labels`` may be None.
     """
     dirs = {kind: os.path.join(root, kind, split, city)
             for kind in ('leftImg8bit_sequence', 'gtFine', 'flow')}

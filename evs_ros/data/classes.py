@@ -30,15 +30,17 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from evs_ros.data.labels import CLASS_NAMES, PALETTE_RGB
+from evs_ros.data.labels import CLASS_NAMES, PALETTE_RGB, Visualizer
 
 CLASSES_FILE_SUFFIX = '.classes.txt'
 _GRID_LEVELS = 12  # per RGB channel: 1728 candidate colours for generated palettes
 
 
 def class_key(name: str) -> str:
-    """Comparison key of a class name: lower-case letters and digits only ('Traffic_Light' ->
-    'trafficlight')."""
+    """Comparison key of a class name.
+
+    Lower-case letters and digits only ('Traffic_Light' -> 'trafficlight').
+    """
     return re.sub(r'[^0-9a-z]', '', str(name).lower())
 
 
@@ -176,9 +178,10 @@ def generated_palette(num_classes: int, taken_rgb: Optional[np.ndarray] = None) 
 
 
 def class_palette(names: Sequence[str]) -> np.ndarray:
-    """Colours for published classes: the Cityscapes colour for a Cityscapes class (compared with
-    :func:`class_key`), a generated colour (:func:`generated_palette`, kept away from those) for
-    every other class, in order.
+    """Colours for published classes.
+
+    The Cityscapes colour for a Cityscapes class (compared with :func:`class_key`), a generated
+    colour (:func:`generated_palette`, kept away from those) for every other class, in order.
 
     Returns:
         uint8 (len(names), 3) RGB colours.
@@ -193,7 +196,7 @@ def class_palette(names: Sequence[str]) -> np.ndarray:
 
 
 def classes_file_for(model_path: str) -> str:
-    """The class-names file that goes with a model file: ``net.onnx`` -> ``net.classes.txt``."""
+    """Return the class-names file of a model file: ``net.onnx`` -> ``net.classes.txt``."""
     return os.path.splitext(model_path)[0] + CLASSES_FILE_SUFFIX
 
 
@@ -212,7 +215,21 @@ def read_class_names(path: str) -> Tuple[str, ...]:
 
 
 def sidecar_class_names(model_path: str) -> Optional[Tuple[str, ...]]:
-    """Names from the class-names file next to ``model_path`` (:func:`classes_file_for`), or
-    None when there is none."""
+    """Read the class-names file next to ``model_path`` (:func:`classes_file_for`).
+
+    None when there is none.
+    """
     path = classes_file_for(model_path)
     return read_class_names(path) if os.path.isfile(path) else None
+
+
+def visualizer_for_model(config, model) -> Visualizer:
+    """Return the :class:`~evs_ros.data.labels.Visualizer` of what ``model`` publishes.
+
+    ``model.palette_file`` if set, else colours for the model's class names (Cityscapes colours
+    for Cityscapes classes, generated otherwise).
+    """
+    if config.model.palette_file:
+        return Visualizer.from_config(config)
+    names = getattr(model, 'class_names', None) or default_class_names(model.num_classes)
+    return Visualizer.from_palette(class_palette(names), config.publish.overlay_alpha, names)

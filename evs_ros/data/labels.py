@@ -1,5 +1,7 @@
-"""Cityscapes label definitions (the 19 train classes, palette, trainId <-> labelId tables) and
-the colours people see: palettes, colourised labels and overlays (rviz topics, videos, sheets).
+"""Cityscapes label definitions and the colours people see.
+
+The 19 train classes, palette, trainId <-> labelId tables; palettes, colourised labels and overlays
+(rviz topics, videos, sheets).
 
 The tables copy the official ``cityscapesscripts.helpers.labels`` definition (the paper
 evaluates on Cityscapes' 19 classes, §4.1) so that runtime code does not need that package.
@@ -61,7 +63,7 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
 
 
 def train_ids_from_color(color_rgb: np.ndarray) -> np.ndarray:
-    """trainIds of a Cityscapes ``*_gtFine_color.png`` image (uint8 (H, W, 3) RGB).
+    """Return the trainIds of a Cityscapes ``*_gtFine_color.png`` image (uint8 (H, W, 3) RGB).
 
     Pixels of the 19 train classes' colours get their trainId, every other colour 255. Two
     colours are shared in the official table: ``polegroup`` (ignored in trainIds) is drawn in
@@ -168,16 +170,6 @@ class Visualizer:
         if config.model.palette_file:
             names, colors = load_palette(config.model.palette_file)
         return cls.from_palette(colors, config.publish.overlay_alpha, names)
-
-    @classmethod
-    def for_model(cls, config, model) -> 'Visualizer':
-        """For what ``model`` publishes: ``model.palette_file`` if set, else colours for the
-        model's class names (Cityscapes colours for Cityscapes classes, generated otherwise)."""
-        if config.model.palette_file:
-            return cls.from_config(config)
-        from evs_ros.data.classes import class_palette, default_class_names
-        names = getattr(model, 'class_names', None) or default_class_names(model.num_classes)
-        return cls.from_palette(class_palette(names), config.publish.overlay_alpha, names)
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """uint8 (H, W) labels -> uint8 (H, W, 3) RGB."""

@@ -9,6 +9,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from evs_ros.data.json_values import finite_or_none
 from evs_ros.data.labels import CLASS_NAMES, IGNORE
 
 
@@ -82,11 +83,7 @@ class ConfusionMatrix:
             raise ValueError(f'{len(names)} class names given for {self.num_classes} classes')
         iou = self.iou_per_class()
         return {
-            'miou': _none_if_nan(self.miou()),
-            'pixel_accuracy': _none_if_nan(self.pixel_accuracy()),
-            'iou': {name: _none_if_nan(value) for name, value in zip(names, iou)},
+            'miou': finite_or_none(self.miou(), None),
+            'pixel_accuracy': finite_or_none(self.pixel_accuracy(), None),
+            'iou': {name: finite_or_none(value, None) for name, value in zip(names, iou)},
         }
-
-
-def _none_if_nan(value: float) -> Optional[float]:
-    return None if np.isnan(value) else float(value)

@@ -53,7 +53,7 @@ class BagError(RuntimeError):
 
 @lru_cache(maxsize=1)
 def typestore():
-    """Return the shared ``rosbags`` type store (ROS 2 Humble message definitions)."""
+    """Give the shared ``rosbags`` type store, of ROS 2 Humble message definitions."""
     return get_typestore(Stores.ROS2_HUMBLE)
 
 
@@ -131,7 +131,7 @@ def bag_info(path: Path) -> BagInfo:
 
 
 def _sqlite_timestamps(path: Path, topic: str) -> List[int]:
-    """The timestamps of ``topic`` in one rosbag2 sqlite3 file (read-only, index only)."""
+    """Return the timestamps of ``topic`` in one rosbag2 sqlite3 file (read-only, index only)."""
     try:
         with closing(sqlite3.connect(f'file:{path}?mode=ro', uri=True)) as database:
             rows = database.execute(
@@ -165,7 +165,7 @@ class BagReader:
 
     @property
     def connections(self) -> Sequence[Connection]:
-        """Return the bag's connections (topic, msgtype, definition, QoS)."""
+        """List the bag's connections: topic, msgtype, definition, QoS."""
         return self._reader.connections
 
     def topics(self) -> dict:

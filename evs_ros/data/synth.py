@@ -226,8 +226,11 @@ def snippet_seed(split: str, base_seed: int, index: int) -> int:
 
 
 def panning_frames(size_wh: Tuple[int, int], count: int, seed: int = 0) -> List[np.ndarray]:
-    """Gray uint8 (H, W) frames of a texture panning 3 px/frame with a square moving 6 px/frame
-    (flow and latency benchmarks: cheap to make at any size)."""
+    """Return gray uint8 (H, W) frames: a panning texture and a moving square.
+
+    The texture pans 3 px/frame, the square moves 6 px/frame (flow and latency benchmarks: cheap to
+    make at any size).
+    """
     width, height = size_wh
     rng = np.random.default_rng(seed)
     canvas = cv2.GaussianBlur((rng.random((height + 4 * count, width + 4 * count)) * 255)

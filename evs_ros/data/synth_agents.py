@@ -57,7 +57,7 @@ def _add_traffic_light(b, rng, x, y, z):
 
 
 def add_vehicle(b: SceneBuilder, rng, x, z, velocity, kind=None) -> None:
-    """A car, truck, bus or tram (label by kind) centred at (x, z), length along z."""
+    """Add a car, truck, bus or tram (label by kind) centred at (x, z), length along z."""
     kind = kind or rng.choice(['car'] * 12 + ['truck', 'bus'])
     obj = b.new_object(velocity) if np.any(velocity) else 0
     color = _vivid(rng)
@@ -90,7 +90,7 @@ def _add_wheels(b, x, z, width, length, label, obj):
 
 def add_person(b: SceneBuilder, rng, x, y, z, velocity, label=T['person'], across=True,
                seated=False, obj=None) -> None:
-    """A walking (or seated rider) billboard; ``across`` = plane x-y (faces the camera).
+    """Add a walking (or seated rider) billboard; ``across`` = plane x-y (faces the camera).
 
     The billboard's axis_u points in the walking direction, so riders lean the right way.
     """
@@ -107,7 +107,7 @@ def add_person(b: SceneBuilder, rng, x, y, z, velocity, label=T['person'], acros
 
 
 def add_rider(b: SceneBuilder, rng, x, z, velocity, motorcycle=False) -> None:
-    """A rider on a bicycle or motorcycle; crossing (side view) or along the street (rear view)."""
+    """Add a rider on a bicycle or motorcycle, crossing (side view) or along the street."""
     obj = b.new_object(velocity)
     crossing = abs(velocity[0]) > abs(velocity[2])
     label = T['motorcycle'] if motorcycle else T['bicycle']

@@ -62,7 +62,7 @@ class SceneBuilder:
 
     def box(self, center_bottom, size, label, material, color, params=(0, 0, 0, 0), obj=0,
             top=True):
-        """Add an axis-aligned box (4 sides + optional top), faces oriented outwards.
+        """Add a box aligned with the axes (4 sides + optional top), faces oriented outwards.
 
         ``size`` = (sx, sy, sz) metres; ``params[1]`` is overwritten with the face kind
         (0 = side facing +-x, 1 = facing +-z, 2 = top) for materials that need it.

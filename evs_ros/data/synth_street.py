@@ -156,7 +156,7 @@ def _add_gap(b, rng, lay, side, z, width):
 
 
 def add_tree(b: SceneBuilder, rng, x, z) -> None:
-    """A trunk box and two crossed crown billboards (all labelled vegetation)."""
+    """Add a trunk box and two crossed crown billboards (all labelled vegetation)."""
     trunk_h = rng.uniform(2.0, 4.0)
     trunk_w = rng.uniform(0.2, 0.45)
     b.box((x, CURB_HEIGHT_M, z), (trunk_w, trunk_h, trunk_w), T['vegetation'], S.TRUNK,

@@ -1,5 +1,7 @@
-"""evs_ros.evaluation: operating points against per-frame segmentation (paper §4, Tables 1-2,
-Figures 6-7), on annotated snippets, with JSON-ready results, markdown and plots.
+"""evs_ros.evaluation.
+
+Operating points against per-frame segmentation (paper §4, Tables 1-2, Figures 6-7), on annotated
+snippets, with JSON-ready results, markdown and plots.
 
 Modules: ``snippets`` (synthetic or Cityscapes-layout snippets in memory), ``operating_points``
 (speed and accuracy of each operating point vs the per-frame baseline), ``figures`` (Figures

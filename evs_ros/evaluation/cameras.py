@@ -26,7 +26,7 @@ import numpy as np
 
 from evs_ros.config import EvsConfig
 from evs_ros.data.metrics import ConfusionMatrix
-from evs_ros.evaluation.operating_points import finite_or_none
+from evs_ros.data.json_values import finite_or_none
 from evs_ros.pipeline.runtime import EvsRuntime
 from evs_ros.pipeline.stats import percentiles
 
@@ -44,7 +44,7 @@ class CameraClip:
     labels: List[np.ndarray]
 
     def index(self, count: int) -> int:
-        """The frame shown at step ``count``: 0, 1, ..., n-1, n-2, ..., 1, 0, 1, ..."""
+        """Return the frame shown at step ``count``: 0, 1, ..., n-1, n-2, ..., 1, 0, 1, ..."""
         period = max(1, 2 * len(self.frames) - 2)
         position = count % period
         return position if position < len(self.frames) else period - position

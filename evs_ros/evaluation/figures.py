@@ -12,8 +12,8 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 
 from evs_ros.config import EvsConfig, FlowConfig, OperatingPoint
+from evs_ros.data.json_values import finite_or_none
 from evs_ros.data.labels import CLASS_NAMES
-from evs_ros.evaluation.operating_points import finite_or_none
 from evs_ros.evaluation.snippets import EvalSnippet, Scoring
 from evs_ros.pipeline.pipeline import EvsPipeline
 from evs_ros.pipeline.stats import percentiles
@@ -57,8 +57,11 @@ class PropagationStudy:
                               keyframe_interval=propagations + 1, warp=True, refine=False)
 
     def add(self, snippet: EvalSnippet) -> None:
-        """Propagate from every start ``annotated - N`` (N = 0..max) with every method; labelled
-        video: from keyframes every ``max + 1`` frames, scoring each frame at its distance."""
+        """Propagate from every start ``annotated - N`` (N = 0..max) with every method.
+
+        Labelled video: from keyframes every ``max + 1`` frames, scoring each frame at its
+        distance.
+        """
         if snippet.every_frame_labelled:
             self._add_labelled_video(snippet)
             return

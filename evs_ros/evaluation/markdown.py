@@ -1,5 +1,8 @@
-"""Markdown renderings of evaluation reports (``evs eval``, ``evs bench``): speed and accuracy
-per operating point, paper Table 1, Figures 6-7. Every function returns a list of lines."""
+"""Markdown renderings of evaluation reports (``evs eval``, ``evs bench``).
+
+Speed and accuracy per operating point, paper Table 1, Figures 6-7. Every function returns a list
+of lines.
+"""
 
 from typing import List
 
@@ -100,8 +103,11 @@ PAPER_MIOU_DROP = {'EVS03': 1.1, 'EVS07': 5.1, 'EVS10': 11.1, 'EVS14': 21.3}
 
 
 def runtime_markdown(report) -> List[str]:
-    """Markdown lines: the runtime on both cores next to the synchronous figures and the
-    paper's targets (empty when the runtime was not run)."""
+    """Markdown lines.
+
+    The runtime on both cores next to the synchronous figures and the paper's targets (empty when
+    the runtime was not run).
+    """
     if 'perframe_hz_both_cores' not in report:
         return []
     entries = report['operating_points']
@@ -124,7 +130,7 @@ def runtime_markdown(report) -> List[str]:
                      f"{_cell(PAPER_SPEEDUP.get(e['name']), 1, 'x')} | "
                      f"{iou_cell(e.get('runtime_miou'))} | "
                      f"{_change(e.get('runtime_miou'), base['miou'])} | "
-                     f"{_cell(None if drop is None else -drop)} | "
+                     f'{_cell(None if drop is None else -drop)} | '
                      f"{_cell(e['speedup'], 2, 'x')} | {_change(e['miou'], base['miou'])} |")
     return lines + ['']
 

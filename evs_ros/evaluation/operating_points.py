@@ -26,16 +26,13 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from evs_ros.config import BASELINE, EvsConfig, OperatingPoint
+from evs_ros.data.json_values import finite_or_none
 from evs_ros.data.labels import CLASS_NAMES
 from evs_ros.data.metrics import ConfusionMatrix
 from evs_ros.evaluation.snippets import EvalSnippet, Scoring
 from evs_ros.pipeline.pipeline import EvsPipeline
 from evs_ros.pipeline.results import STAGES
 from evs_ros.pipeline.stats import percentiles
-
-
-def finite_or_none(value: float, digits: int = 6) -> Optional[float]:
-    return None if value is None or not math.isfinite(value) else round(float(value), digits)
 
 
 @dataclass
@@ -59,7 +56,7 @@ class OperatingPointRun:
         return self.frames / self.wall_s if self.wall_s > 0 else math.nan
 
     def summary(self, baseline_hz: float, class_names: Sequence[str]) -> Dict[str, object]:
-        """The JSON entry of this operating point (``evs bench`` schema)."""
+        """Return the JSON entry of this operating point (``evs bench`` schema)."""
         op, metrics = self.op, self.confusion.as_dict(class_names)
         fractions = [v for v in self.annotated_fractions if math.isfinite(v)]
         return {
@@ -148,8 +145,9 @@ class OperatingPointEvaluator:
             pipeline.set_operating_point(run.op)
 
     def add(self, snippet: EvalSnippet) -> None:
-        """Evaluate every operating point on ``snippet`` (from its first frame to the end:
-        :meth:`EvalSnippet.first_frame`).
+        """Evaluate every operating point on ``snippet``.
+
+        From its first frame (:meth:`EvalSnippet.first_frame`) to the end.
 
         Two untimed baseline frames first: loading or rendering the snippet evicts the caches,
         which would otherwise slow down whichever operating point runs first.

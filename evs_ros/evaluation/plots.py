@@ -30,7 +30,7 @@ def _save(fig, path: str) -> str:
 
 
 def speed_accuracy(report: Dict, path: str) -> Optional[str]:
-    """mIoU (%) vs speedup (x per-frame), annotated with operating point names."""
+    """Plot mIoU (%) vs speedup (x per-frame), annotated with operating point names."""
     points = [e for e in report.get('operating_points', [])
               if e.get('speedup') is not None and e.get('miou') is not None]
     if not points:
@@ -51,7 +51,7 @@ def speed_accuracy(report: Dict, path: str) -> Optional[str]:
 
 
 def figure6(report: Dict, path: str) -> Optional[str]:
-    """mIoU (%) vs propagations for each flow method."""
+    """Plot mIoU (%) vs propagations for each flow method."""
     data = report.get('figure6')
     if not data:
         return None

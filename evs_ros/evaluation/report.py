@@ -9,9 +9,10 @@ Refiner like the paper's Table 1.
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from evs_ros.config import BASELINE, OPERATING_POINTS, EvsConfig, OperatingPoint
-from evs_ros.data.labels import CLASS_NAMES
+from evs_ros.data.classes import default_class_names
+from evs_ros.data.json_values import finite_or_none
 from evs_ros.evaluation.figures import PropagationStudy
-from evs_ros.evaluation.operating_points import OperatingPointEvaluator, finite_or_none
+from evs_ros.evaluation.operating_points import OperatingPointEvaluator
 from evs_ros.evaluation.snippets import EvalSnippet, Scoring
 
 TABLE1_PAIRS = (('S=2', 'EVS03', 'EVS02'), ('S=5', 'EVS07', 'EVS06'))
@@ -52,13 +53,11 @@ def _difference(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 
 def model_class_names(model) -> List[str]:
-    """The model's class names, else Cityscapes' 19 for 19 classes, else ``class_<i>``."""
+    """Return the model's class names, else Cityscapes' 19 for 19 classes, else ``class_<i>``."""
     names = getattr(model, 'class_names', None)
     if names and len(names) == model.num_classes:
         return list(names)
-    if model.num_classes == len(CLASS_NAMES):
-        return list(CLASS_NAMES)
-    return [f'class_{index}' for index in range(model.num_classes)]
+    return list(default_class_names(model.num_classes))
 
 
 def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
@@ -138,8 +137,10 @@ def _run_snippets(snippets, evaluator, study, extra, progress, reference=None):
 
 
 def _runtime_parts(model, refiner, operating_points, config, scoring, runtime: bool):
-    """(BothCoresBaseline, RuntimeEvaluator) when ``runtime`` (the baseline runs first on each
-    snippet, before the runtime's threads exist), else ()."""
+    """Return (BothCoresBaseline, RuntimeEvaluator) when ``runtime``, else ().
+
+    The baseline runs first on each snippet, before the runtime's threads exist.
+    """
     if not runtime:
         return ()
     from evs_ros.evaluation.runtime_runs import BothCoresBaseline, RuntimeEvaluator

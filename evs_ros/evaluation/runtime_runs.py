@@ -1,5 +1,7 @@
-"""Operating points through the real-time runtime: throughput on both cores and the accuracy of
-its real outputs, late keyframes and catch-up included (design §4, §7).
+"""Operating points through the real-time runtime.
+
+Throughput on both cores and the accuracy of its real outputs, late keyframes and catch-up included
+(design §4, §7).
 
 Protocol, per operating point and snippet:
 
@@ -27,9 +29,10 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, List, Sequence
 
 from evs_ros.config import BASELINE, EvsConfig, OperatingPoint
+from evs_ros.data.json_values import finite_or_none
 from evs_ros.data.metrics import ConfusionMatrix
-from evs_ros.evaluation.operating_points import finite_or_none
 from evs_ros.evaluation.snippets import EvalSnippet, Scoring
+from evs_ros.pipeline.network_input import input_short_side, network_scale, resize_for_network
 from evs_ros.pipeline.runtime import EvsRuntime
 from evs_ros.pipeline.scheduler import effective_interval
 
@@ -37,8 +40,10 @@ DRAIN_TIMEOUT_S = 600.0
 
 
 def runtime_first_frame(op: OperatingPoint, snippet: EvalSnippet) -> int:
-    """One keyframe interval before the synchronous worst-case start (when the snippet has it);
-    frame 0 for labelled video (every frame scored)."""
+    """One keyframe interval before the synchronous worst-case start (when the snippet has it).
+
+    Frame 0 for labelled video (every frame scored).
+    """
     start = snippet.first_frame(op)
     interval = effective_interval(op)
     return start - interval if start >= interval else start
@@ -61,7 +66,7 @@ class RuntimeOpRun:
         return self.frames / self.wall_s if self.wall_s > 0 else float('nan')
 
     def summary(self, perframe_hz: float) -> Dict[str, object]:
-        """The ``runtime_*`` keys of this operating point's JSON entry."""
+        """Return the ``runtime_*`` keys of this operating point's JSON entry."""
         return {'runtime_hz': finite_or_none(self.hz, 3),
                 'runtime_speedup': finite_or_none(self.hz / perframe_hz, 4),
                 'runtime_miou': finite_or_none(self.confusion.miou()) if self.annotated_ages
@@ -142,12 +147,14 @@ class RuntimeEvaluator:
 
 
 class BothCoresBaseline:
-    """The per-frame network with ``threads`` torch threads (both cores), one frame after the
-    other in the calling thread, over the frames the synchronous baseline evaluates (annotated
-    frame to the end of each snippet). Measured before the runtime runs on the same snippet.
-    On the main thread: torch's intra-op threads speed the network up there (2 threads: 1.6-1.9x
-    on the 2-core dev VM) and hardly in a worker thread, so this is the per-frame network at its
-    best."""
+    """The per-frame network with ``threads`` torch threads (both cores).
+
+    One frame after the other in the calling thread, over the frames the synchronous baseline
+    evaluates (annotated frame to the end of each snippet). Measured before the runtime runs on the
+    same snippet. On the main thread: torch's intra-op threads speed the network up there (2
+    threads: 1.6-1.9x on the 2-core dev VM) and hardly in a worker thread, so this is the per-frame
+    network at its best.
+    """
 
     def __init__(self, model, threads: int = 2):
         self.model, self.threads = model, threads
@@ -162,7 +169,8 @@ class BothCoresBaseline:
             start = snippet.first_frame(BASELINE)
             for image in snippet.frames[start:]:
                 begin = time.perf_counter()
-                self.model.predict(image)
+                self.model.predict(resize_for_network(image, network_scale(
+                    image.shape[:2], BASELINE.downscale, input_short_side(self.model))))
                 self.wall_s += time.perf_counter() - begin
                 self.frames += 1
         finally:

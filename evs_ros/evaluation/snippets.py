@@ -65,14 +65,14 @@ class EvalSnippet:
         return {}
 
     def first_frame(self, op) -> int:
-        """The frame a run of operating point ``op`` starts on (with a keyframe)."""
+        """Return the frame a run of operating point ``op`` starts on (with a keyframe)."""
         if self.labels_all is not None:
             return 0
         from evs_ros.pipeline.scheduler import keyframe_offset_for_eval
         return keyframe_offset_for_eval(op, self.annotated_index)
 
     def unscored(self) -> 'EvalSnippet':
-        """The same frames with nothing to score (warm-up runs)."""
+        """Return the same frames with nothing to score (warm-up runs)."""
         return replace(self, annotated_index=-1, labels_all=None)
 
 
@@ -90,12 +90,12 @@ class Scoring:
     prediction_lut: Optional[np.ndarray] = None
 
     def confusion(self) -> ConfusionMatrix:
-        """An empty confusion matrix that scores through ``prediction_lut``."""
+        """Return an empty confusion matrix that scores through ``prediction_lut``."""
         return ConfusionMatrix(len(self.class_names), prediction_lut=self.prediction_lut)
 
 
 def scoring_for(data_kind: str, network_class_names: Sequence[str]) -> Scoring:
-    """The :class:`Scoring` of a data source (``described['kind']``) for a network.
+    """Return the :class:`Scoring` of a data source (``described['kind']``) for a network.
 
     Raises:
         ValueError: CamVid ground truth with a network that does not publish Cityscapes trainIds.
@@ -156,7 +156,7 @@ SYNTH_TEST_SPLIT = 'test'
 
 def camvid_snippets(root: str, split: str = 'val', size_wh: Optional[Tuple[int, int]] = None,
                     limit: Optional[int] = None) -> Iterator[EvalSnippet]:
-    """CamVid's labelled sequences as labelled-video snippets (every frame scored)."""
+    """Yield CamVid's labelled sequences as labelled-video snippets (every frame scored)."""
     from evs_ros.data.camvid import list_sequences, read_camvid_labels
     from evs_ros.data.cityscapes import read_image
     for sequence in list_sequences(root, split)[:limit]:
@@ -273,8 +273,10 @@ def clip_snippets(paths: Sequence[str], size_wh: Optional[Tuple[int, int]] = Non
 
 
 def with_perframe_labels(snippets: Iterable[EvalSnippet], model) -> Iterator[EvalSnippet]:
-    """Each snippet with the per-frame network's labels of every frame as its ground truth: the
-    agreement protocol (module docstring). The labels are exactly PERFRAME's outputs."""
+    """Each snippet with the per-frame network's labels of every frame as its ground truth.
+
+    The agreement protocol (module docstring). The labels are exactly PERFRAME's outputs.
+    """
     from evs_ros.config import BASELINE, EvsConfig
     from evs_ros.pipeline.pipeline import EvsPipeline
     pipeline = EvsPipeline(replace(EvsConfig(), operating_point=BASELINE), model)
@@ -287,8 +289,11 @@ def with_perframe_labels(snippets: Iterable[EvalSnippet], model) -> Iterator[Eva
 
 def image_snippets(directory: str, size_wh: Optional[Tuple[int, int]] = None,
                    limit: Optional[int] = None) -> Iterator[EvalSnippet]:
-    """``images:DIR``: every ``*_leftImg8bit.png`` with a ground-truth file of
-    :data:`GT_SUFFIXES` beside it, as a one-frame snippet."""
+    """``images:DIR``.
+
+    Every ``*_leftImg8bit.png`` with a ground-truth file of :data:`GT_SUFFIXES` beside it, as a
+    one-frame snippet.
+    """
     from evs_ros.data.cityscapes import read_image
     for image_path, gt_path in list_labelled_images(directory)[:limit]:
         frame = _resize(read_image(image_path), size_wh, cv2.INTER_AREA)
@@ -313,8 +318,10 @@ def list_labelled_images(directory: str) -> List[Tuple[str, str]]:
 
 
 def split_data_spec(data: str) -> Tuple[str, str]:
-    """``--data`` -> (kind, path): ``camvid:ROOT``, ``video:DIR``, ``clips:PATHS``,
-    ``images:DIR`` or a Cityscapes-layout ROOT."""
+    """Split ``--data`` into (kind, path).
+
+    ``camvid:ROOT``, ``video:DIR``, ``clips:PATHS``, ``images:DIR`` or a Cityscapes-layout ROOT.
+    """
     for kind in ('camvid', 'video', 'clips', 'images'):
         if data.startswith(kind + ':'):
             return kind, data[len(kind) + 1:]
@@ -324,8 +331,9 @@ def split_data_spec(data: str) -> Tuple[str, str]:
 def snippet_source(data_root: Optional[str] = None, split: str = 'val', synth_count: int = 0,
                    synth_seed: int = 0, max_snippets: Optional[int] = None,
                    size_wh: Optional[Tuple[int, int]] = None):
-    """Annotated snippets of a dataset (``data_root``: see :func:`split_data_spec`) or
-    ``synth_count`` synthetic ones.
+    """Return the annotated snippets of a dataset, or ``synth_count`` synthetic ones.
+
+    ``data_root``: see :func:`split_data_spec`.
 
     Returns:
         (snippet iterator, expected count, JSON description of the data).

@@ -110,8 +110,10 @@ class FlowEstimator:
         return self.calc_field(gray_cur, gray_prev).full
 
     def calc_field(self, gray_cur: np.ndarray, gray_prev: np.ndarray) -> FlowField:
-        """:meth:`calc` as a :class:`~evs_ros.flow.field.FlowField`: kept at the resolution DIS
-        ran at, resized only to the resolutions asked for."""
+        """:meth:`calc` as a :class:`~evs_ros.flow.field.FlowField`.
+
+        Kept at the resolution DIS ran at, resized only to the resolutions asked for.
+        """
         if gray_cur.shape != gray_prev.shape or gray_cur.ndim != 2:
             raise ValueError(f'need two gray (H, W) frames of one size, got {gray_cur.shape} '
                              f'and {gray_prev.shape}; use to_gray() on colour frames')
@@ -125,17 +127,23 @@ class FlowEstimator:
         return FlowField(self._calc_native(small_cur, small_prev), (height, width))
 
     def scale_for(self, width: int) -> float:
-        """The scale flow is computed at for frames ``width`` px wide: ``config.scale``, capped
-        so that the frames are at most ``config.max_width`` wide (0: no cap), and never below
-        :data:`MIN_FLOW_WIDTH` px (DIS needs texture to track; the frame's own width if less)."""
+        """Return the scale flow is computed at for frames ``width`` px wide.
+
+        ``config.scale``, capped so that the frames are at most ``config.max_width`` wide (0: no
+        cap), and never below :data:`MIN_FLOW_WIDTH` px (DIS needs texture to track; the frame's
+        own width if less).
+        """
         scale = self.config.scale
         if self.config.max_width and width > self.config.max_width:
             scale = min(scale, self.config.max_width / width)
         return max(scale, min(1.0, MIN_FLOW_WIDTH / max(1, width)))
 
     def _shrink(self, gray: np.ndarray, size_wh) -> np.ndarray:
-        """``gray`` resized to ``size_wh``; the previous frame of a stream is the last current
-        frame, so it is shrunk only once (the array object is the key)."""
+        """``gray`` resized to ``size_wh``.
+
+        The previous frame of a stream is the last current frame, so it is shrunk only once (the
+        array object is the key).
+        """
         last, small = self._shrunk
         if last is gray and small.shape[::-1] == tuple(size_wh):
             return small

@@ -1,5 +1,6 @@
-"""evs_ros.models: ICNet, the Refiner, Caffe weight loading and pluggable backends (paper §3.2,
-§3.5).
+"""evs_ros.models.
+
+ICNet, the Refiner, Caffe weight loading and pluggable backends (paper §3.2, §3.5).
 
 Torch is imported lazily by the submodules that need it; ``base`` (the interface) is numpy only.
 """

@@ -152,8 +152,10 @@ def _prediction(outputs) -> Prediction:
 
 
 class MappedClassesModel:
-    """Base of the file and callable backends: publishes the raw output through a
-    :class:`~evs_ros.data.classes.ClassMapping` (see the module docstring, Classes).
+    """Base of the file and callable backends.
+
+    Publishes the raw output through a :class:`~evs_ros.data.classes.ClassMapping` (see the module
+    docstring, Classes).
 
     Subclasses implement ``raw_predict(image_bgr) -> Prediction`` in the network's own channel
     order and call :meth:`set_classes` once.
@@ -162,9 +164,12 @@ class MappedClassesModel:
     mapping: ClassMapping
 
     def set_classes(self, network_names, source: str, probe: Prediction) -> None:
-        """Set ``mapping``, ``num_classes``, ``class_names`` and ``feature_channels`` from the
+        """Set the class mapping and feature channels from the names and one probe.
+
+        Sets ``mapping``, ``num_classes``, ``class_names`` and ``feature_channels`` from the
         network's names (or None; ``source`` says where they come from, for errors) and one probe
-        prediction."""
+        prediction.
+        """
         try:
             self.mapping = class_mapping(network_names, int(probe.probs.shape[0]))
         except ValueError as error:
@@ -280,8 +285,11 @@ class OnnxModel(MappedClassesModel):
 
 
 def _read_onnx_with_cv2(cv2, path: str):
-    """``cv2.dnn`` net; on OpenCV 5 with the classic engine (the new engine of 5.0.0 returned
-    stale ``probs`` after the first forward of our exported graph)."""
+    """``cv2.dnn`` net.
+
+    On OpenCV 5 with the classic engine (the new engine of 5.0.0 returned stale ``probs`` after the
+    first forward of our exported graph).
+    """
     engine = getattr(cv2.dnn, 'ENGINE_CLASSIC', None)
     if engine is None:
         return cv2.dnn.readNetFromONNX(path)

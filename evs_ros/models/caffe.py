@@ -85,7 +85,7 @@ def _packed_ints(buf: bytes, wire: int, value) -> List[int]:
 
 
 def _parse_blob(buf: bytes, span: Tuple[int, int]) -> np.ndarray:
-    """BlobProto -> float32 array with its shape (``shape`` or legacy num/channels/h/w)."""
+    """Decode a BlobProto: float32 array with its shape (``shape`` or legacy num/channels/h/w)."""
     shape, legacy, chunks = None, {}, []
     for field, wire, value in iter_fields(buf, *span):
         if field == 7 and wire == WIRE_LEN:
@@ -172,7 +172,7 @@ def _assign_conv(conv: nn.Conv2d, blobs, layer: str, with_bias: bool) -> None:
 
 
 def _assign_bn(bn: nn.BatchNorm2d, blobs, layer: str) -> None:
-    """PSPNet BN blobs in order scale, shift, mean, variance (each (1, C, 1, 1))."""
+    """Assign PSPNet BN blobs in order scale, shift, mean, variance (each (1, C, 1, 1))."""
     for index, target in enumerate((bn.weight, bn.bias, bn.running_mean, bn.running_var)):
         target.data.copy_(_blob(blobs, layer, index, (bn.num_features,)))
     if (bn.running_var < 0).any():
@@ -225,7 +225,7 @@ def icnet_from_caffemodel(path: str, variant: str = 'auto') -> Tuple[ICNet, str]
     """
     blobs = load_caffemodel(path)
     if 'conv6_cls' not in blobs:
-        raise CaffeFormatError(f'{path}: layer \'conv6_cls\' is missing; is this an ICNet model?')
+        raise CaffeFormatError(f"{path}: layer 'conv6_cls' is missing; is this an ICNet model?")
     num_classes = int(blobs['conv6_cls'][0].shape[0])
     # training caffemodels also hold the cascade-label-guidance heads: keep them for fine-tuning
     aux_heads = 'sub4_out' in blobs and 'sub24_out' in blobs

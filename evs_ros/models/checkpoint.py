@@ -16,12 +16,11 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from torch import nn
 
+from evs_ros.data.classes import default_class_names
+
 FORMAT = 'evs_ros.checkpoint'
 VERSION = 1
 ARCHS = ('icnet', 'refiner')
-CITYSCAPES_CLASSES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
-                      'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car',
-                      'truck', 'bus', 'train', 'motorcycle', 'bicycle')
 
 
 def save_checkpoint(path: str, arch: str, config: Dict[str, Any], network: nn.Module,
@@ -31,7 +30,8 @@ def save_checkpoint(path: str, arch: str, config: Dict[str, Any], network: nn.Mo
     if arch not in ARCHS:
         raise ValueError(f'arch={arch!r}; expected one of {ARCHS}')
     state = {key: value.detach().cpu() for key, value in network.state_dict().items()}
-    names = list(class_names) if class_names is not None else _default_names(config)
+    names = list(class_names if class_names is not None
+                 else default_class_names(int(config.get('num_classes', 19))))
     checkpoint = {'format': FORMAT, 'version': VERSION, 'arch': arch, 'config': dict(config),
                   'state_dict': state, 'class_names': names, 'meta': dict(meta or {})}
     directory = os.path.dirname(os.path.abspath(path))
@@ -77,13 +77,6 @@ def build_network(checkpoint: Dict[str, Any]) -> nn.Module:
     except RuntimeError as error:
         raise ValueError(f'checkpoint weights do not fit {arch} {config}: {error}') from error
     return network.eval()
-
-
-def _default_names(config: Dict[str, Any]):
-    num_classes = int(config.get('num_classes', 19))
-    if num_classes == len(CITYSCAPES_CLASSES):
-        return list(CITYSCAPES_CLASSES)
-    return [f'class_{index}' for index in range(num_classes)]
 
 
 def strip_for_release(path: str, out_path: str, half: bool = True) -> Dict[str, Any]:

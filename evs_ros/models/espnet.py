@@ -181,8 +181,7 @@ class DownSampler(nn.Module):
         self.act = nn.PReLU(out_ch)
 
     def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """(N, in_ch, H, W) and the input image pooled to (N, 3, H/2, W/2) -> (N, out_ch, H/2,
-        W/2)."""
+        """Map (N, in_ch, H, W) and the pooled image (N, 3, H/2, W/2) to (N, out_ch, H/2, W/2)."""
         pooled = F.avg_pool2d(x, 3, 2, 1)  # (N, in_ch, H/2, W/2), padding counted as Caffe
         out = torch.cat([pooled, self.eesp(x)], dim=1)
         return self.act(out + self.inp_reinf(image))
@@ -271,8 +270,10 @@ class EfficientPyramidPooling(nn.Module):
 
 
 class EfficientPWConv(nn.Module):
-    """A grouped 3x3 conv (``expansion_layer``) gated per channel by a sigmoid of the globally
-    pooled input (``wt_layer``): how encoder maps join the decoder."""
+    """A grouped 3x3 conv (``expansion_layer``) gated per channel: encoder maps join the decoder.
+
+    The gate is a sigmoid of the globally pooled input (``wt_layer``).
+    """
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
@@ -375,7 +376,7 @@ class ESPNetv2(nn.Module):
 
 
 def adaptive_avg_pool2d(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """``F.adaptive_avg_pool2d(x, size)``, exportable to ONNX for any sizes.
+    """Average-pool ``x`` adaptively to ``size``, exportable to ONNX for any sizes.
 
     While exporting (ONNX or ``torch.export``), windows that do not divide evenly are averaged
     along each axis by stride-1 average pooling and a gather of the windows' starts (window i of
@@ -464,7 +465,7 @@ def network_from_state_dict(state: Dict[str, torch.Tensor]) -> ESPNetv2:
 
 
 def load_espnet_network(path: str) -> ESPNetv2:
-    """The network of a published ESPNetv2 checkpoint file (a plain state_dict)."""
+    """Return the network of a published ESPNetv2 checkpoint file (a plain state_dict)."""
     state = torch.load(path, map_location='cpu', weights_only=True)
     if isinstance(state, dict) and 'state_dict' in state and isinstance(state['state_dict'],
                                                                         dict):
@@ -478,7 +479,7 @@ def load_espnet_network(path: str) -> ESPNetv2:
 
 
 def class_names_for(num_classes: int) -> Optional[Tuple[str, ...]]:
-    """The output channel names of a checkpoint with ``num_classes`` outputs (None: unknown)."""
+    """Return the channel names of a checkpoint with ``num_classes`` outputs (None: unknown)."""
     return CITYSCAPES_20 if num_classes == len(CITYSCAPES_20) else None
 
 

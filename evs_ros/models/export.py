@@ -31,7 +31,7 @@ class ExportWrapper(nn.Module):
         self.register_buffer('mean', torch.tensor(BGR_MEAN, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, image: torch.Tensor):
-        """image float32 (1, 3, H, W) BGR [0, 255] -> probs (1, C, h, w), features (1, Cf, ...)."""
+        """Map image float32 (1, 3, H, W) BGR [0, 255] to probs (1, C, h, w), features."""
         height, width = self.input_size
         data = F.pad(image - self.mean, (0, padded_size(width) - width,
                                          0, padded_size(height) - height))

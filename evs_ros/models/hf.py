@@ -20,8 +20,9 @@ are both at 1/4 of the input:
 
 Mask2Former/MaskFormer models need ``scipy`` (transformers builds their training loss on load).
 
-Preprocessing follows the model's ``preprocessor_config.json``: RGB order, ``do_rescale`` /
-``rescale_factor``, ``do_normalize`` / ``image_mean`` / ``image_std`` and ``size_divisor``;
+Preprocessing follows the model's ``preprocessor_config.json`` (as transformers 5 writes it, or
+as the published 2021-2022 files have it): RGB order, ``do_rescale`` / ``rescale_factor``,
+``do_normalize`` / ``image_mean`` / ``image_std`` and ``size_divisor`` (``size_divisibility``);
 without that file ImageNet's mean/std on [0, 1] RGB are used (and a warning says so). It runs as
 one multiply-add on the device, without PIL. ``size`` / ``do_resize`` are deliberately NOT
 applied: the frame keeps its own resolution and aspect ratio, because the pipeline already
@@ -63,6 +64,7 @@ IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 # Keys a complete checkpoint may lack without harm (buffers rebuilt at load time).
 HARMLESS_MISSING = ('num_batches_tracked', 'position_ids')
+IGNORE_MISSING_ATTRIBUTE = '_keys_to_ignore_on_load_missing'
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,10 @@ def read_preprocessing(model_dir: str, family: str) -> Preprocessing:
     mean = _triple(processor.get('image_mean'), IMAGENET_MEAN_RGB) if normalize else (0.0,) * 3
     std = _triple(processor.get('image_std'), IMAGENET_STD_RGB) if normalize else (1.0,) * 3
     rescale = float(processor.get('rescale_factor', 1.0 / 255.0))
+    # size_divisibility: the name in the published Mask2Former/MaskFormer files (transformers 4)
+    own_divisor = processor.get('size_divisor') or processor.get('size_divisibility') or 1
     return Preprocessing(mean, std, rescale if processor.get('do_rescale', True) else 1.0,
-                         max(divisor, int(processor.get('size_divisor') or 1)), path)
+                         max(divisor, int(own_divisor)), path)
 
 
 def load_hf_model(model: str, device: str = 'auto', fp16: bool = False):
@@ -139,7 +143,7 @@ def _read_config(model_dir: str, where: str):
 
 
 def _semantic_family(config, where: str) -> str:
-    """The family of ``config``; ValueError when it has no semantic segmentation head."""
+    """Return the family of ``config``; ValueError when it has no semantic segmentation head."""
     family = getattr(config, 'model_type', None)
     architectures = list(getattr(config, 'architectures', None) or ())
     supported = ', '.join(HEAD_CLASSES.values())
@@ -166,8 +170,7 @@ def _load_network(model_dir: str, family: str, where: str) -> torch.nn.Module:
     except (OSError, ValueError, RuntimeError) as error:
         raise ValueError(f'{where}: cannot load the weights in {model_dir}: '
                          f'{one_line(error)}') from error
-    missing = [key for key in info.get('missing_keys', ())
-               if not key.endswith(HARMLESS_MISSING)]
+    missing = fatal_missing_keys(network, info.get('missing_keys', ()))
     if missing:
         what = ('has no semantic segmentation head'
                 if any(re.search('head|class|predictor', key) for key in missing)
@@ -175,6 +178,26 @@ def _load_network(model_dir: str, family: str, where: str) -> torch.nn.Module:
         raise ValueError(f'{where} {what}: {len(missing)} weights of {HEAD_CLASSES[family]} are '
                          f'missing from {model_dir} (e.g. {sorted(missing)[0]})')
     return network
+
+
+def fatal_missing_keys(network: torch.nn.Module, missing_keys) -> list:
+    """Return the weights in ``missing_keys`` that the checkpoint must have had.
+
+    A key is forgiven when it is a rebuilt buffer (``HARMLESS_MISSING``) or when a pattern of
+    ``_keys_to_ignore_on_load_missing`` of the model or of ANY of its submodules matches it
+    (``re.search``, as transformers matches them). transformers gathers those patterns only
+    through nested ``PreTrainedModel`` children, so a backbone behind a plain ``nn.Module``
+    (Mask2Former's Swin behind ``pixel_level_module``) has its patterns lost: the published
+    Mask2Former checkpoints lack ``swin.layernorm.*``, which ``SwinBackbone`` marks as ignorable
+    (its output never goes through that norm).
+    """
+    patterns = set()
+    for module in network.modules():
+        patterns.update(getattr(module, IGNORE_MISSING_ATTRIBUTE, None) or ())
+    ignored = re.compile('|'.join(f'(?:{pattern})' for pattern in sorted(patterns))
+                         ) if patterns else None
+    return [key for key in missing_keys if not key.endswith(HARMLESS_MISSING)
+            and not (ignored is not None and ignored.search(key))]
 
 
 @contextlib.contextmanager
@@ -250,8 +273,10 @@ class HfSegmentationModel:
         return Prediction(probs=probs.cpu().numpy(), features=features.cpu().numpy())
 
     def prepare(self, image_bgr: np.ndarray) -> torch.Tensor:
-        """uint8 (H, W, 3) BGR -> float (1, 3, Hp, Wp) normalised RGB on the device, padded
-        bottom/right with zeros (the mean colour) to a multiple of ``size_divisor``."""
+        """Convert uint8 (H, W, 3) BGR to float (1, 3, Hp, Wp) normalised RGB on the device.
+
+        Padded bottom/right with zeros (the mean colour) to a multiple of ``size_divisor``.
+        """
         image = torch.from_numpy(np.ascontiguousarray(image_bgr)).to(self.device)
         rgb = image.permute(2, 0, 1).flip(0)[None].float()  # (1, 3, H, W) RGB in [0, 255]
         data = rgb * self._scale + self._offset

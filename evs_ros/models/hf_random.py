@@ -14,7 +14,7 @@ import json
 import os
 from typing import Dict
 
-from evs_ros.models.checkpoint import CITYSCAPES_CLASSES
+from evs_ros.data.labels import CLASS_NAMES
 
 SEGFORMER_SHAPES: Dict[str, Dict[str, object]] = {
     'b0': {'hidden_sizes': [32, 64, 160, 256], 'depths': [2, 2, 2, 2], 'decoder': 256},
@@ -50,7 +50,7 @@ def segformer_config(variant: str):
     """``transformers.SegformerConfig`` of ``variant`` ('b0' .. 'b5') with Cityscapes labels."""
     import transformers
     shape = SEGFORMER_SHAPES[segformer_variant(variant)]
-    id2label = dict(enumerate(CITYSCAPES_CLASSES))
+    id2label = dict(enumerate(CLASS_NAMES))
     return transformers.SegformerConfig(
         num_channels=3, num_encoder_blocks=4, hidden_sizes=list(shape['hidden_sizes']),
         depths=list(shape['depths']), num_attention_heads=[1, 2, 5, 8], sr_ratios=[8, 4, 2, 1],
@@ -70,8 +70,11 @@ def random_segformer(variant: str, seed: int = 0):
 
 
 def save_random_segformer(variant: str, directory: str, seed: int = 0) -> str:
-    """Write a random SegFormer of ``variant`` in the ``save_pretrained`` layout (config.json,
-    model.safetensors, preprocessor_config.json), loadable as ``hf:DIRECTORY``; returns it."""
+    """Write a random SegFormer of ``variant`` in the ``save_pretrained`` layout; return it.
+
+    The layout (config.json, model.safetensors, preprocessor_config.json) loads as
+    ``hf:DIRECTORY``.
+    """
     network = random_segformer(variant, seed)
     network.save_pretrained(directory)
     with open(os.path.join(directory, 'preprocessor_config.json'), 'w',
@@ -85,7 +88,7 @@ def save_random_segformer(variant: str, directory: str, seed: int = 0) -> str:
 
 
 def has_random_weights(spec: str) -> bool:
-    """True when ``spec`` is ``hf:DIR`` of a directory written by :func:`save_random_segformer`."""
+    """Tell whether ``spec`` is ``hf:DIR`` of a folder written by :func:`save_random_segformer`."""
     if not spec.startswith('hf:'):
         return False
     return os.path.isfile(os.path.join(os.path.expanduser(spec[len('hf:'):]),

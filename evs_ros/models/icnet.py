@@ -275,8 +275,10 @@ def padded_size(size: int, multiple: int = 32) -> int:
 
 
 def output_size(size: int, stride: int) -> int:
-    """Output cells at ``stride`` covering ``size`` input pixels (align-corners: cell i = pixel
-    ``stride * i``)."""
+    """Return the output cells at ``stride`` covering ``size`` input pixels.
+
+    Align-corners: cell i = pixel ``stride * i``.
+    """
     return (size - 1) // stride + 1
 
 
@@ -332,8 +334,11 @@ class IcnetModel:
         return self.predict_batch([image_bgr])[0]
 
     def predict_batch(self, images_bgr):
-        """:meth:`predict` for frames of one size in one network call (keyframes of several
-        cameras on a GPU: ``runtime.keyframe_batch``); a list of ``Prediction``."""
+        """Run :meth:`predict` on frames of one size in one network call.
+
+        Keyframes of several cameras on a GPU (``runtime.keyframe_batch``); returns a list of
+        ``Prediction``.
+        """
         from evs_ros.models.base import Prediction
         height, width = check_image(images_bgr[0])
         data = torch.cat([self.prepare(image) for image in images_bgr])

@@ -12,13 +12,20 @@ The node, every ``evs`` command, the benchmarks and training load models through
   A Refiner the user names explicitly must match, else :class:`ModelMismatchError`;
 * both run on the engine of ``model.engine`` at ``model.precision`` (:func:`use_engines`), and
   one log line names the engine and why it was chosen.
+
+The network's scale is settled here too, once for every caller (:func:`apply_input_settings`):
+the scale it was trained at (``trained_short_side``: from its catalogue entry for
+``weights:NAME`` and catalogued hub ids, else the network's own attribute), the short side it
+gets at D = 1 (``input_short_side``, from ``model.input_short_side``; the pipeline reads it, see
+:mod:`evs_ros.pipeline.network_input`) and, with ``model.window``, sliding windows
+(:class:`~evs_ros.models.sliding.SlidingWindowModel`).
 """
 
 import logging
 import re
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
-from evs_ros.config import ModelConfig
+from evs_ros.config import ModelConfig, window_size
 
 LOGGER = logging.getLogger('evs_ros')
 PLACEHOLDER_NAME = re.compile(r'^class_\d+$')
@@ -34,8 +41,10 @@ SHIPPED = 'icnet:default'
 
 
 def resolve_backend_spec(spec: str) -> str:
-    """``weights:NAME`` -> the SPEC of the cached checkpoint; ``auto`` -> :func:`auto_backend`;
-    other SPECs unchanged."""
+    """``weights:NAME`` -> the SPEC of the cached checkpoint.
+
+    ``auto`` -> :func:`auto_backend`; other SPECs unchanged.
+    """
     if spec == AUTO:
         spec = auto_backend()
     if spec.startswith('weights:'):
@@ -68,7 +77,7 @@ def auto_backend() -> str:
 
 
 def describe_backend(spec: str) -> str:
-    """What ``spec`` (as given, before resolving) runs, in words for reports and logs."""
+    """Say what ``spec`` (as given, before resolving) runs, in words for reports and logs."""
     if spec == SHIPPED:
         return 'the shipped ICNet (trained only on synthetic streets)'
     if spec.startswith('weights:'):
@@ -96,6 +105,7 @@ def load_models(model_config: ModelConfig, need_refiner: bool = True):
     spec = resolve_backend_spec(chosen)
     model = load_backend(spec, model_config.device, model_config.fp16)
     model.backend_spec, model.description = chosen, describe_backend(chosen)
+    model = apply_input_settings(model, model_config, catalogue_entry_for(chosen))
     refiner = None
     if need_refiner and model_config.refiner and getattr(model, 'labels_only', False):
         LOGGER.warning('%s gives labels, not probabilities: R (the Refiner) needs probabilities '
@@ -171,6 +181,64 @@ def _attach(model, engine: str, precision: str, device_type: str,
         from evs_ros.models.quantize import calibration_source
         calibration = calibration_source(model, model_config.calibration)
     use_engine(model, engine, precision, device_type, calibration)
+
+
+CACHED_SNAPSHOT = re.compile(r'models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]')
+"""A hub cache path: ``.../models--ORG--NAME/snapshots/COMMIT``."""
+
+
+def catalogue_entry_for(spec: str):
+    """Return the catalogue entry behind a backend spec, else None.
+
+    Specs: ``weights:NAME``, ``hf:ORG/NAME`` (a catalogued hub id) or ``hf:`` a cached snapshot
+    of one. Never raises for an unknown name (loading the backend says what is wrong).
+    """
+    kind, _, rest = spec.partition(':')
+    if kind not in ('weights', 'hf'):
+        return None
+    from evs_ros.models.weights_cache import WeightsError, load_catalogue
+    try:
+        catalogue = load_catalogue()
+    except WeightsError:
+        return None
+    if kind == 'weights':
+        return catalogue.get(rest)
+    cached = CACHED_SNAPSHOT.search(rest)
+    hub_id = f'{cached.group(1)}/{cached.group(2)}' if cached else rest
+    return next((entry for entry in catalogue.values()
+                 if entry.kind == 'hub' and entry.source == hub_id), None)
+
+
+def apply_input_settings(model, model_config: ModelConfig, entry=None):
+    """Return the network with its scale settled (see the module docstring).
+
+    Sets ``trained_short_side`` (when the catalogue ``entry`` knows it) and ``input_short_side``
+    (None = the camera's size) on ``model``; wraps it in sliding windows for ``model.window``.
+    """
+    trained = int(getattr(entry, 'trained_short_side', 0) or 0)
+    if trained:
+        model.trained_short_side = trained
+    trained = int(getattr(model, 'trained_short_side', 0) or 0) or None
+    wanted = model_config.input_short_side
+    model.input_short_side = trained if wanted == 0 else (None if wanted < 0 else int(wanted))
+    if wanted == 0 and trained is None:
+        LOGGER.info("%s: training scale unknown: the network sees frames at the camera's size "
+                    'times D (set model.input_short_side to choose)', model_config.backend)
+    window_hw = _window_hw(model_config, entry)
+    if window_hw is None:
+        return model
+    from evs_ros.models.sliding import SlidingWindowModel
+    return SlidingWindowModel(model, window_hw)
+
+
+def _window_hw(model_config: ModelConfig, entry) -> Optional[Tuple[int, int]]:
+    if model_config.window != 'native':
+        return window_size(model_config.window) if model_config.window else None
+    published = getattr(entry, 'window', '') or ''
+    if not published:
+        LOGGER.info('%s: no sliding windows in its published evaluation: model.window native '
+                    'runs the whole frame', model_config.backend)
+    return window_size(published) if published else None
 
 
 def refiner_mismatch(model, refiner) -> Optional[str]:

@@ -43,7 +43,7 @@ brings labels back to camera size (like ICNet's 1/4 output for a 2048 px camera)
 
 
 def _interpreter_class():
-    """The TFLite ``Interpreter`` class of whichever runtime is installed."""
+    """Return the TFLite ``Interpreter`` class of whichever runtime is installed."""
     for module, attribute in (('ai_edge_litert.interpreter', 'Interpreter'),
                               ('tflite_runtime.interpreter', 'Interpreter'),
                               ('tensorflow.lite', 'Interpreter')):
@@ -55,8 +55,10 @@ def _interpreter_class():
 
 
 def square_tiles(length: int, side: int) -> List[int]:
-    """Start offsets of the fewest ``side``-long windows covering ``length``, evenly overlapping
-    (first at 0, last ending at ``length``)."""
+    """Return the starts of the fewest ``side``-long windows evenly covering ``length``.
+
+    The first at 0, the last ending at ``length``.
+    """
     if length <= side:
         return [0]
     count = -(-length // side)
@@ -125,8 +127,10 @@ class TfliteModel:
             self._interpreter = self._load(self.threads)
 
     def predict(self, image_bgr: np.ndarray) -> Prediction:
-        """uint8 (H, W, 3) BGR -> Prediction with probabilities (C, h, w), h/w = H/W, at most
-        ``MAX_OUTPUT_WIDTH`` wide (one-hot for labels-only networks)."""
+        """Predict a uint8 (H, W, 3) BGR frame: probabilities (C, h, w), h/w = H/W.
+
+        At most ``MAX_OUTPUT_WIDTH`` wide (one-hot for labels-only networks).
+        """
         from evs_ros.models.icnet import check_image
         height, width = check_image(image_bgr)
         rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
@@ -171,8 +175,10 @@ class TfliteModel:
         return (out.astype(np.float32) - zero) * scale if scale else out.astype(np.float32)
 
     def _probabilities(self, scores: np.ndarray) -> np.ndarray:
-        """float32 (C, h, w) from labels (one-hot; ids outside the classes: uniform) or scores
-        (softmax)."""
+        """Return float32 (C, h, w) probabilities from labels or scores.
+
+        Labels: one-hot (ids outside the classes: uniform); scores: softmax.
+        """
         if self.labels_only:
             labels = scores
             probs = np.zeros((self.num_classes,) + labels.shape, np.float32)
@@ -207,6 +213,8 @@ def _resize_scores(scores: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
 
 
 def load_tflite(path: str, tiling: Optional[str] = None) -> TfliteModel:
-    """``TfliteModel`` for ``tflite:PATH``; ``EVS_TFLITE_TILING`` (tiles|resize) overrides the
-    default tiling (for measurements)."""
+    """``TfliteModel`` for ``tflite:PATH``.
+
+    ``EVS_TFLITE_TILING`` (tiles|resize) overrides the default tiling (for measurements).
+    """
     return TfliteModel(path, tiling=tiling or os.environ.get('EVS_TFLITE_TILING', 'tiles'))

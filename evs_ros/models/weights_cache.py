@@ -7,36 +7,46 @@ only function here that touches the network; ``resolve_weights`` (``weights:NAME
 Where things live (the standard caches, so an offline robot gets them by copying folders):
 
 - Hugging Face hub ids: the Hugging Face cache, ``$HF_HUB_CACHE`` or ``$HF_HOME/hub`` (default
-  ``~/.cache/huggingface/hub``), through ``huggingface_hub`` (``HF_ENDPOINT`` and
-  ``HF_HUB_OFFLINE`` are honoured). Only ``*.json`` (config, processor) and the weights
+  ``~/.cache/huggingface/hub``; a transformers 4 ``$TRANSFORMERS_CACHE`` is read too), through
+  ``huggingface_hub`` (``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` are honoured); see
+  :mod:`evs_ros.models.caches`. Only ``*.json`` (config, processor) and the weights
   (``*.safetensors``, else ``pytorch_model*.bin``) are fetched.
 - Files (URLs): ``$XDG_CACHE_HOME/evs_ros/NAME/`` (default ``~/.cache/evs_ros``); a caffemodel is
   converted on arrival into an evs_ros checkpoint next to it (``STEM.pt``).
+
+Pinning: a catalogue hub entry names the commit it was verified at (``revision``, 40 hex digits);
+``evs weights get NAME`` fetches that commit and ``weights:NAME`` runs it. ``evs weights get NAME
+--revision main`` opts out: ``weights:NAME`` then runs the cached ``main`` snapshot, with a warning
+that it is not the verified commit (the same happens for a cache filled before the pin).
 
 A NAME is an entry of the catalogue (``evs_ros/models/weights_catalogue.py`` plus the YAML/JSON
 file named by ``EVS_WEIGHTS_CATALOGUE``) or a raw hub id ``org/model``.
 """
 
+import logging
 import os
-import re
 import shutil
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
+from evs_ros.config import truth_value
 from evs_ros.errors import one_line
+from evs_ros.models.caches import (HUB_ID, evs_cache_dir, file_copy_hint, hf_cache_dir,
+                                   hub_cache_dirs, hub_copy_hint, hub_repo_folder, is_hub_id)
 from evs_ros.models.download import ChecksumError, DownloadError, OfflineError, download
-from evs_ros.models.weights_catalogue import WeightsEntry, builtin_catalogue
+from evs_ros.models.weights_catalogue import WeightsEntry, builtin_catalogue, is_pinned
 
 __all__ = ['WeightsEntry', 'WeightsError', 'NotCachedError', 'OfflineError', 'ChecksumError',
            'load_catalogue', 'find_entry', 'cached_path', 'resolve_weights', 'expand_weights_spec',
            'get_weights', 'hub_snapshot', 'hub_patterns', 'evs_cache_dir', 'hf_cache_dir',
-           'cache_location', 'not_cached_message']
+           'cache_location', 'not_cached_message', 'HUB_ID', 'cached_revision']
 
+LOGGER = logging.getLogger('evs_ros')
 CATALOGUE_ENV = 'EVS_WEIGHTS_CATALOGUE'
 SPEC_PREFIX = 'weights:'
-HUB_ID = re.compile(r'^[A-Za-z0-9][\w.-]*/[\w.-]+$')
+UNPINNED = 'main'
 # One base class for every refusal here: a ValueError whose message names the fix.
 WeightsError = DownloadError
 
@@ -79,46 +89,30 @@ def read_catalogue_file(path: str) -> Dict[str, WeightsEntry]:
 
 
 def find_entry(name: str, catalogue: Optional[Dict[str, WeightsEntry]] = None) -> WeightsEntry:
-    """The catalogue entry ``name``, or an ad-hoc hub entry for a raw hub id ``org/model``."""
+    """Return the catalogue entry ``name``, or an ad-hoc entry for a raw hub id ``org/model``."""
     catalogue = load_catalogue() if catalogue is None else catalogue
     if name in catalogue:
         return catalogue[name]
     if '://' in name:
         raise WeightsError(f'{name!r} is a URL: give it a name, a backend and a checksum in a '
                            f'YAML file named by {CATALOGUE_ENV} (see `evs weights list -v`)')
-    if HUB_ID.match(name):
+    if is_hub_id(name):
         return WeightsEntry(name=name, kind='hub', source=name, backend='hf')
     raise WeightsError(f'unknown weights {name!r}: use a name from `evs weights list` '
                        f'({", ".join(sorted(catalogue))}) or a Hugging Face hub id org/model')
 
 
-def evs_cache_dir() -> str:
-    """``$XDG_CACHE_HOME/evs_ros`` (default ``~/.cache/evs_ros``), read now."""
-    base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    return os.path.join(os.path.expanduser(base), 'evs_ros')
-
-
-def hf_cache_dir() -> str:
-    """The Hugging Face hub cache with huggingface_hub's precedence, read from the env now."""
-    explicit = os.environ.get('HF_HUB_CACHE') or os.environ.get('HUGGINGFACE_HUB_CACHE')
-    if explicit:
-        return os.path.expanduser(os.path.expandvars(explicit))
-    xdg = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    home = os.environ.get('HF_HOME') or os.path.join(xdg, 'huggingface')
-    return os.path.join(os.path.expanduser(os.path.expandvars(home)), 'hub')
-
-
 def file_paths(entry: WeightsEntry) -> Tuple[str, str]:
-    """(downloaded file, converted checkpoint or '') of a ``file`` entry in the evs_ros cache."""
+    """Return (downloaded file, converted checkpoint or '') of a ``file`` entry."""
     filename = entry.filename or os.path.basename(urlparse(entry.source).path) or entry.name
     path = os.path.join(evs_cache_dir(), entry.name, filename)
     return path, (os.path.splitext(path)[0] + '.pt' if entry.convert else '')
 
 
 def cache_location(entry: WeightsEntry) -> str:
-    """The folder that holds ``entry`` once fetched (what to copy to an offline machine)."""
+    """Return the folder that holds ``entry`` once fetched (what to copy to an offline machine)."""
     if entry.kind == 'hub':
-        return os.path.join(hf_cache_dir(), 'models--' + entry.source.replace('/', '--'))
+        return hub_repo_folder(entry.source)
     return os.path.dirname(file_paths(entry)[0])
 
 
@@ -128,24 +122,39 @@ def _has_weights(directory: str) -> bool:
                (name.startswith('pytorch_model') and name.endswith('.bin')) for name in names)
 
 
-def hub_snapshot(repo_id: str, revision: str = 'main') -> Optional[str]:
-    """Snapshot folder of a cached hub repo with config and weights, else None (no network)."""
+def hub_snapshot(repo_id: str, revision: str = UNPINNED) -> Optional[str]:
+    """Snapshot folder of a cached hub repo at ``revision`` with config and weights, else None.
+
+    Looks in every hub cache (:func:`~evs_ros.models.caches.hub_cache_dirs`), no network.
+    """
     from huggingface_hub import try_to_load_from_cache
-    try:
-        config = try_to_load_from_cache(repo_id, 'config.json', cache_dir=hf_cache_dir(),
-                                        revision=revision)
-    except ValueError as error:  # huggingface_hub's id validation
-        raise WeightsError(f'{repo_id!r} is not a valid hub id: {error}') from error
-    if not isinstance(config, str):
-        return None
-    snapshot = os.path.dirname(config)
-    return snapshot if _has_weights(snapshot) else None
+    for cache in hub_cache_dirs():
+        try:
+            config = try_to_load_from_cache(repo_id, 'config.json', cache_dir=cache,
+                                            revision=revision)
+        except ValueError as error:  # huggingface_hub's id validation
+            raise WeightsError(f'{repo_id!r} is not a valid hub id: {error}') from error
+        if isinstance(config, str) and _has_weights(os.path.dirname(config)):
+            return os.path.dirname(config)
+    return None
+
+
+def cached_revision(entry: WeightsEntry) -> Tuple[Optional[str], str]:
+    """Return (cached snapshot folder or None, the revision it is) of a hub entry.
+
+    The pinned commit, else (pinned entries only) a cached ``main`` snapshot (opted out, or fetched
+    before the pin).
+    """
+    snapshot = hub_snapshot(entry.source, entry.revision)
+    if snapshot or entry.revision == UNPINNED or not is_pinned(entry.revision):
+        return snapshot, entry.revision
+    return hub_snapshot(entry.source, UNPINNED), UNPINNED
 
 
 def cached_path(entry: WeightsEntry) -> Optional[str]:
     """Where the cached checkpoint is (hub snapshot folder, converted .pt, or file), else None."""
     if entry.kind == 'hub':
-        return hub_snapshot(entry.source, entry.revision)
+        return cached_revision(entry)[0]
     path, converted = file_paths(entry)
     for candidate in (converted, path):
         if candidate and os.path.isfile(candidate):
@@ -154,9 +163,10 @@ def cached_path(entry: WeightsEntry) -> Optional[str]:
 
 
 def _fetch_hint(entry: WeightsEntry) -> str:
-    variable = 'HF_HOME' if entry.kind == 'hub' else 'XDG_CACHE_HOME'
-    return (f'run `evs weights get {entry.name}` on a connected machine, then copy '
-            f'{cache_location(entry)} to the same path here (or point {variable} at the copy)')
+    fetch = f'evs weights get {entry.name}'
+    if entry.kind == 'hub':
+        return hub_copy_hint(entry.source, fetch)
+    return file_copy_hint(cache_location(entry), fetch)
 
 
 def not_cached_message(entry: WeightsEntry) -> str:
@@ -175,6 +185,10 @@ def resolve_weights(name: str, catalogue: Optional[Dict[str, WeightsEntry]] = No
     path = cached_path(entry)
     if path is None:
         raise NotCachedError(not_cached_message(entry))
+    if entry.kind == 'hub' and cached_revision(entry)[1] != entry.revision:
+        LOGGER.warning('weights %s: running the cached %s snapshot %s, not the commit %s it was '
+                       'verified at; `evs weights get %s` fetches that one', entry.name,
+                       UNPINNED, os.path.basename(path), entry.revision, entry.name)
     return f'{entry.backend}:{path}'
 
 
@@ -186,7 +200,7 @@ def expand_weights_spec(spec: str) -> str:
 
 
 def get_weights(name: str, catalogue: Optional[Dict[str, WeightsEntry]] = None,
-                progress: bool = True, local_file: str = '') -> str:
+                progress: bool = True, local_file: str = '', revision: str = '') -> str:
     """Fetch ``name`` into its cache (explicit user action) and return where it is.
 
     Args:
@@ -195,6 +209,8 @@ def get_weights(name: str, catalogue: Optional[Dict[str, WeightsEntry]] = None,
         progress: progress bars on stderr.
         local_file: a copy of a ``file`` entry fetched by other means (e.g. a browser); it is
             verified and converted like a download.
+        revision: hub entries: this branch, tag or commit instead of the pinned one (``main``
+            opts out of the pin); '' = the catalogue's.
 
     Raises:
         OfflineError: no network / server down / ``HF_HUB_OFFLINE`` set (exit code 2 in the CLI).
@@ -202,7 +218,11 @@ def get_weights(name: str, catalogue: Optional[Dict[str, WeightsEntry]] = None,
         WeightsError: unknown name, HTTP error, an HTML page instead of the file, no weights.
     """
     entry = find_entry(name, catalogue)
+    if revision and entry.kind != 'hub':
+        raise WeightsError(f'{entry.name!r} is a file (checked by its checksum): --revision '
+                           'applies to hub models only')
     if entry.kind == 'hub':
+        entry = replace(entry, revision=revision) if revision else entry
         if local_file:
             raise WeightsError(f'{entry.name!r} is a hub model: copy its Hugging Face cache '
                                f'folder ({cache_location(entry)}) instead of --file')
@@ -257,14 +277,35 @@ def _get_hub(entry: WeightsEntry) -> str:
     cached = hub_snapshot(entry.source, entry.revision)
     if cached:
         return cached
-    if os.environ.get('HF_HUB_OFFLINE', '').strip().lower() in ('1', 'true', 'yes', 'on'):
+    if truth_value(os.environ.get('HF_HUB_OFFLINE', '')):
         raise OfflineError(f'HF_HUB_OFFLINE is set and {entry.source} is not in the cache: unset '
                            f'it to download here, or {_fetch_hint(entry)}')
     snapshot = _download_hub(entry, os.environ.get('HF_ENDPOINT') or None)
+    if is_pinned(entry.revision):
+        _check_served_commit(entry)
     if not _has_weights(snapshot):
         raise WeightsError(f'{entry.source} has no *.safetensors or pytorch_model*.bin weights '
                            'for transformers (TensorFlow-only repos are not supported)')
     return snapshot
+
+
+def _check_served_commit(entry: WeightsEntry) -> None:
+    """Raise WeightsError unless the hub served the pinned commit itself.
+
+    huggingface_hub files what it was served under the served commit and notes ``refs/<asked> ->
+    served``; that note is removed so the other commit is never taken for the verified one.
+    """
+    alias = os.path.join(hub_repo_folder(entry.source, hf_cache_dir()), 'refs', entry.revision)
+    if not os.path.isfile(alias):
+        return
+    with open(alias, encoding='utf-8') as stream:
+        served = stream.read().strip()
+    if served == entry.revision:
+        return
+    os.remove(alias)
+    raise WeightsError(f'{entry.source}: asked for the verified commit {entry.revision}, the hub '
+                       f'served {served}: not used (`--revision main` takes the newest files, '
+                       'unverified)')
 
 
 def _download_hub(entry: WeightsEntry, endpoint: Optional[str]) -> str:

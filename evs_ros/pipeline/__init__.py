@@ -1,5 +1,7 @@
-"""evs_ros.pipeline: keyframe scheduling, IAM, the one per-frame stepper, the synchronous pipeline
-and the real-time runtime (paper §3, design §3-4).
+"""evs_ros.pipeline.
+
+Keyframe scheduling, IAM, the one per-frame stepper, the synchronous pipeline and the real-time
+runtime (paper §3, design §3-4).
 
 ``FrameStepper`` (stepper.py) is the per-frame algorithm, written once. ``EvsPipeline`` drives it
 synchronously for one stream (evaluation, tests, ``evs run``/``evs bag``); ``EvsRuntime`` /

@@ -4,7 +4,8 @@ In the runtime the network runs asynchronously: the result for keyframe k arrive
 n > k is processed. Meanwhile the flow worker kept computing flows n -> n-1; a
 :class:`PendingKeyframe` composes them as they come into one flow n -> k (one ``compose_flows``
 per frame, so memory stays bounded however late the result is), and
-:meth:`PendingKeyframe.carry_forward` warps the keyframe state with it in one step.
+:meth:`PendingKeyframe.carry_forward` propagates the keyframe state with it in one step.
+:class:`~evs_ros.pipeline.propagation.Propagation` keeps the keyframes in flight of a stream.
 
 The chain is kept at 1/4 of the camera resolution (``CHAIN_DOWNSCALE``): composing at camera
 resolution costs more than DIS itself per frame and pending keyframe, at 1/4 about a tenth of
@@ -13,7 +14,6 @@ of the network input anyway, so little is lost. With an inline inference (the sy
 pipeline) a keyframe's result is there at once and no chain is ever built.
 """
 
-import time
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from evs_ros.config import IamConfig
 from evs_ros.flow import FlowField, compose_flows
-from evs_ros.pipeline.state import propagate
+from evs_ros.pipeline.results import NO_TIMER, StageTimer
 
 CHAIN_DOWNSCALE = 4
 
@@ -45,6 +45,11 @@ class PendingKeyframe:
     flow_to_keyframe: Optional[np.ndarray] = None
     chain_broken: bool = False
 
+    @property
+    def failed(self) -> bool:
+        """The network raised for this keyframe."""
+        return self.request.done and self.request.error is not None
+
     def extend(self, flow_cur_to_prev: Optional[np.ndarray]) -> None:
         """Append one frame step: float32 (H/4, W/4, 2) at the chain resolution, or None."""
         if flow_cur_to_prev is None:
@@ -54,33 +59,19 @@ class PendingKeyframe:
         else:
             self.flow_to_keyframe = compose_flows(self.flow_to_keyframe, flow_cur_to_prev)
 
-    def carry_forward(self, seq: int, iam_config: IamConfig, timings: dict = None,
-                      labels_from: str = 'previous'):
+    def carry_forward(self, seq: int, iam_config: IamConfig, labels_from: str = 'previous',
+                      timer: StageTimer = NO_TIMER):
         """Return (state at frame ``seq``, IamResult or None) from the arrived keyframe state."""
         state = self.request.result
         steps = seq - self.frame_seq
         if steps == 0 or self.chain_broken or self.flow_to_keyframe is None:
-            state.age = steps
+            state.hold(steps)
             return state, None
         flow = FlowField(self.flow_to_keyframe, state.labels.shape)
-        return propagate(state, flow, iam_config, steps=steps, timings=timings,
-                         labels_from=labels_from)
+        return state, state.propagate(flow, iam_config, steps=steps, labels_from=labels_from,
+                                      timer=timer)
 
 
 def chain_size(camera_hw: Tuple[int, int]) -> Tuple[int, int]:
-    """(h, w) of the composed flow chain for a camera of ``camera_hw``."""
+    """Return (h, w) of the composed flow chain for a camera of ``camera_hw``."""
     return tuple(max(1, -(-size // CHAIN_DOWNSCALE)) for size in camera_hw)
-
-
-def extend_all(pendings, flow_cur_to_prev: Optional[FlowField], timings: dict) -> None:
-    """Extend every pending keyframe by one frame (``flow_cur_to_prev`` a FlowField or None);
-    composition time goes to ``warp_ms``."""
-    start = time.perf_counter()
-    flow_chain = None
-    if pendings and flow_cur_to_prev is not None:
-        field = FlowField.of(flow_cur_to_prev)
-        flow_chain = field.at(chain_size(field.camera_hw))
-    for pending in pendings:
-        pending.extend(flow_chain)
-    if pendings and flow_cur_to_prev is not None:
-        timings['warp_ms'] = timings.get('warp_ms', 0.0) + (time.perf_counter() - start) * 1e3

@@ -30,8 +30,11 @@ class PrefetchedFlow:
         self.iam_config = iam_config
 
     def result(self, flow_config: FlowConfig, iam_config: IamConfig) -> Optional[tuple]:
-        """(flow_cur_to_prev, flow_prev_to_cur or None, flow_ms) if computed with these
-        settings and without error, else None (the caller computes it itself)."""
+        """Return the prefetched flows if computed with these settings and without error.
+
+        (flow_cur_to_prev, flow_prev_to_cur or None, flow_ms), else None (the caller computes it
+        itself).
+        """
         if (flow_config, iam_config) != (self.flow_config, self.iam_config):
             self.future.cancel()
             return None
@@ -63,8 +66,11 @@ class FlowPrefetcher:
             self._pending[key] = PrefetchedFlow(future, flow_config, iam_config)
 
     def take(self, index_cur: int, index_prev: int) -> Optional[PrefetchedFlow]:
-        """The prefetched flow of frames (index_cur, index_prev); pairs that can no longer be
-        asked for (their previous frame is this one's or older) are cancelled."""
+        """Return the prefetched flow of frames (index_cur, index_prev).
+
+        Pairs that can no longer be asked for (their previous frame is this one's or older) are
+        cancelled.
+        """
         found = self._pending.pop((index_cur, index_prev), None)
         for key in [key for key in self._pending if key[1] <= index_prev]:
             self._pending.pop(key).future.cancel()
@@ -78,7 +84,7 @@ class FlowPrefetcher:
         return flow, backward, (time.perf_counter() - start) * 1000.0
 
     def _estimator(self, flow_config: FlowConfig) -> FlowEstimator:
-        """This thread's DIS object for ``flow_config`` (DIS is not thread-safe)."""
+        """Return this thread's DIS object for ``flow_config`` (DIS is not thread-safe)."""
         estimator = getattr(self._local, 'estimator', None)
         if estimator is None or estimator.config != flow_config:
             estimator = self._local.estimator = FlowEstimator(flow_config)

@@ -115,8 +115,10 @@ class LatestFrameBuffer:
         return True
 
     def _drop_beyond_limit(self) -> None:
-        """Drop the oldest frames beyond ``capacity`` (beyond the startup hold while holding);
-        frames held for a first output that has since come are never dropped for newer ones."""
+        """Drop the oldest frames beyond ``capacity`` (beyond the startup hold while holding).
+
+        Frames held for a first output that has since come are never dropped for newer ones.
+        """
         holding = self._hold_from is not None
         limit = max(self.capacity, self._startup_hold) if holding else self.capacity
         while True:
@@ -133,15 +135,18 @@ class LatestFrameBuffer:
             self._pending_drops += 1
 
     def release_hold(self, index: int) -> None:
-        """The frame with arrival ``index`` was output: from now on drop the oldest beyond
-        ``capacity`` among newer frames (the frames held meanwhile are all processed)."""
+        """Record that the frame with arrival ``index`` was output.
+
+        From now on drop the oldest beyond ``capacity`` among newer frames (the frames held
+        meanwhile are all processed).
+        """
         with self._cond:
             if self._hold_from is not None and index >= self._hold_from:
                 self._hold_from = None
                 self._held_below = self._accepted
 
     def _is_restart(self, stamp_ns: int) -> Optional[bool]:
-        """False: in order; True: jumped back far (restart); None: rejected."""
+        """Classify a stamp. False: in order; True: jumped back far (restart); None: rejected."""
         if self._last_stamp is None or stamp_ns > self._last_stamp:
             return False
         jump_back_ns = self._last_stamp - stamp_ns
@@ -160,8 +165,10 @@ class LatestFrameBuffer:
                            stamp_ns, self._last_stamp, rejected)
 
     def take(self) -> Optional[BufferedFrame]:
-        """Block for the oldest frame (the consumer is busy until :meth:`task_done`); None once
-        closed."""
+        """Block for the oldest frame (the consumer is busy until :meth:`task_done`).
+
+        None once closed.
+        """
         with self._cond:
             while not self._frames and not self._closed:
                 self._cond.wait()
@@ -174,12 +181,12 @@ class LatestFrameBuffer:
             return frame
 
     def waiting(self) -> List[BufferedFrame]:
-        """The frames waiting to be taken, oldest first (a snapshot)."""
+        """Return the frames waiting to be taken, oldest first (a snapshot)."""
         with self._cond:
             return list(self._frames)
 
     def task_done(self) -> None:
-        """The consumer finished the frame it took."""
+        """Record that the consumer finished the frame it took."""
         with self._cond:
             self._busy = False
             self._cond.notify_all()

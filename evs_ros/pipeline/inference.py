@@ -197,8 +197,10 @@ class InferenceWorker:
         return True
 
     def _next_requests(self) -> List[InferenceRequest]:
-        """Pop the next request (refine first), plus same-size keyframes to batch with it;
-        [] when closed."""
+        """Pop the next request (refine first), plus same-size keyframes to batch with it.
+
+        [] when closed.
+        """
         with self._lock:
             while not self._closed:
                 request = self._pop_round_robin()
@@ -221,8 +223,11 @@ class InferenceWorker:
         return mates
 
     def _pop_round_robin(self) -> Optional[InferenceRequest]:
-        """Refinements first (their streams wait), then keyframes: the stalest stream's first
-        (``stalest`` policy), ties and the ``round_robin`` policy in round-robin order."""
+        """Refinements first (their streams wait), then keyframes.
+
+        The stalest stream's first (``stalest`` policy), ties and the ``round_robin`` policy in
+        round-robin order.
+        """
         count = len(self._order)
         rotated = [self._order[(self._next_index + offset) % count] for offset in range(count)]
         for kind in ('refine', 'keyframe'):

@@ -19,6 +19,7 @@ Conventions:
 * A model's exception propagates to the caller.
 """
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -52,7 +53,7 @@ class EvsPipeline:
 
     def set_operating_point(self, op: OperatingPoint) -> None:
         """Use ``op`` from the next frame on (the keyframe count carries over)."""
-        self._stepper.set_operating_point(op)
+        self._stepper.set_config(replace(self._stepper.config, operating_point=op))
 
     def set_config(self, config: EvsConfig) -> None:
         """Use ``config``'s operating point, flow and IAM settings from the next frame on."""

@@ -1,14 +1,58 @@
 """Per-frame outputs of the pipeline and the runtime (paper §3; design §5 ``status`` topic)."""
 
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import cv2
 import numpy as np
 
 STAGES = ('flow_ms', 'warp_ms', 'iam_ms', 'inference_ms', 'refine_ms')
 """Stage timing fields of :class:`FrameInfo`, in pipeline order."""
+
+
+class StageTimer:
+    """Milliseconds of one frame's stages (the ``*_ms`` fields of :class:`FrameInfo`).
+
+    ``with timer.stage('warp_ms'): ...`` adds the block's wall time to the stage; a stage that
+    runs several times in a frame (warping before and after a catch-up) sums up.
+    """
+
+    def __init__(self):
+        self.ms: Dict[str, float] = {}
+        self._start_s = time.perf_counter()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block as stage ``name``."""
+        start_s = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, (time.perf_counter() - start_s) * 1000.0)
+
+    def add(self, name: str, ms: float) -> None:
+        """Add ``ms`` to stage ``name`` (a time measured elsewhere, e.g. by the inference)."""
+        self.ms[name] = self.ms.get(name, 0.0) + ms
+
+    def fill(self, info: 'FrameInfo') -> None:
+        """Write the stages into ``info``, and ``total_ms`` since the timer was made."""
+        for name, ms in self.ms.items():
+            setattr(info, name, ms)
+        info.total_ms = (time.perf_counter() - self._start_s) * 1000.0
+
+
+class _NoTimer(StageTimer):
+    """A timer that keeps nothing: for callers that do not report stage times."""
+
+    def add(self, name: str, ms: float) -> None:
+        """Keep nothing."""
+
+
+NO_TIMER = _NoTimer()
+"""The timer of calls that report no stage times."""
 
 
 @dataclass
@@ -76,8 +120,11 @@ class FrameResult:
 
     @property
     def mask(self) -> np.ndarray:
-        """uint8 (H, W) IAM inconsistency at camera resolution, 0..255 (255 = fully
-        inconsistent; zeros when not computed). Made on first use: most consumers never ask."""
+        """IAM inconsistency at camera resolution: uint8 (H, W), 0..255.
+
+        255 = fully inconsistent; zeros when not computed. Made on first use: most consumers never
+        ask.
+        """
         cached = self.__dict__.get('_mask')
         if cached is None:
             cached = self.__dict__['_mask'] = mask_to_camera(self.mask_low, self.labels.shape)

@@ -1,5 +1,6 @@
-"""The real-time runtime: a flow worker per stream plus one shared inference worker (paper §3.1,
-design §4).
+"""The real-time runtime.
+
+A flow worker per stream plus one shared inference worker (paper §3.1, design §4).
 
 :class:`EvsStream` gives every accepted frame a :class:`~evs_ros.pipeline.results.FrameResult` at
 flow speed. It is three parts: a bounded :class:`~evs_ros.pipeline.frame_buffer.LatestFrameBuffer`
@@ -91,27 +92,32 @@ class EvsStream:
         """
         return self._buffer.put(image_bgr, stamp_ns, meta, wait)
 
-    def set_operating_point(self, op: OperatingPoint) -> None:
-        """Use ``op`` from the next processed frame on."""
-        with self._config_lock:
-            base = self._pending_config or self._stepper.config
-        self.set_config(replace(base, operating_point=op))
-
     def set_config(self, config: EvsConfig) -> None:
-        """Use ``config`` (operating point, flow and IAM settings) from the next processed frame
-        on. Runtime settings (threads, buffer length) are fixed at construction."""
+        """Use ``config`` (operating point, flow, IAM) from the next processed frame on.
+
+        Safe from any thread: the flow worker adopts it between two frames (the one route of a
+        run-time change). Runtime settings (threads, buffer length) are fixed at construction.
+        """
         with self._config_lock:
             self._pending_config = replace(config, runtime=self._runtime_config)
-        self._stepper.announce_operating_point(config.operating_point)
+
+    @property
+    def config(self) -> EvsConfig:
+        """The settings of the next processed frame."""
+        with self._config_lock:
+            return self._pending_config or self._stepper.config
 
     @property
     def operating_point(self) -> OperatingPoint:
         """The operating point of the next processed frame."""
-        return self._stepper.operating_point
+        return self.config.operating_point
 
     def queue_length(self) -> int:
-        """Frames buffered and not yet processed (at most ``runtime.input_queue_size``, except
-        before the first output: ``frame_buffer.STARTUP_HOLD_FRAMES``)."""
+        """Frames buffered and not yet processed.
+
+        At most ``runtime.input_queue_size``, except before the first output:
+        ``frame_buffer.STARTUP_HOLD_FRAMES``.
+        """
         return len(self._buffer)
 
     def drain(self, timeout_s: float = 10.0) -> bool:
@@ -129,8 +135,11 @@ class EvsStream:
         return self._stats.snapshot()
 
     def close(self, timeout_s: float = 5.0) -> bool:
-        """Stop the flow worker (joins it); buffered frames are discarded and nothing is emitted
-        once this returns. True if the worker stopped."""
+        """Stop the flow worker (joins it).
+
+        Buffered frames are discarded and nothing is emitted once this returns. True if the worker
+        stopped.
+        """
         with self._emit_lock:
             self._buffer.close()
         if threading.current_thread() is not self._thread:
@@ -166,7 +175,7 @@ class EvsStream:
         return self._stepper.step(frame.image, frame.stamp_ns, prefetched)
 
     def _take_prefetched(self, frame: BufferedFrame):
-        """The flow of (frame, previous processed frame) if another core computed it."""
+        """Return the flow of (frame, previous processed frame) if another core computed it."""
         if self._prefetcher is None or self._previous is None or frame.restart:
             return None
         return self._prefetcher.take(frame.index, self._previous.index)
@@ -236,18 +245,8 @@ class EvsRuntime:
             stream = self.streams.pop(name, None)
         return stream.close(timeout_s) if stream is not None else True
 
-    def set_operating_point(self, op: OperatingPoint) -> None:
-        """Switch every stream to ``op`` from its next frame on."""
-        for stream in self.streams.values():
-            stream.set_operating_point(op)
-
-    def set_config(self, config: EvsConfig) -> None:
-        """Give every stream new operating-point, flow and IAM settings from its next frame on."""
-        for stream in self.streams.values():
-            stream.set_config(config)
-
     def stats(self) -> Dict[str, Dict[str, float]]:
-        """``{stream name: stream.stats()}``."""
+        """Return the statistics of every stream: ``{stream name: stats dict}``."""
         return {name: stream.stats() for name, stream in self.streams.items()}
 
     @property

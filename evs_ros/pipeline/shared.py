@@ -38,12 +38,14 @@ def warm_up(model, refiner=None, size_hw: Tuple[int, int] = WARM_UP_HW,
 
 
 def pool_key(config: EvsConfig) -> tuple:
-    """What must match for two users to share a runtime: the networks (not the palette, which
-    only colours) and the inference worker's settings."""
+    """Return what must match for two users to share a runtime.
+
+    The networks (not the palette, which only colours) and the inference worker's settings.
+    """
     model, runtime = config.model, config.runtime
     return (model.backend, model.refiner, model.device, model.fp16, model.engine,
-            model.precision, model.calibration, runtime.inference_threads,
-            runtime.keyframe_priority, runtime.keyframe_batch)
+            model.precision, model.calibration, model.input_short_side, model.window,
+            runtime.inference_threads, runtime.keyframe_priority, runtime.keyframe_batch)
 
 
 class RuntimePool:
@@ -55,7 +57,7 @@ class RuntimePool:
         self._users: Dict[int, int] = {}
 
     def acquire(self, config: EvsConfig, need_refiner: bool = True) -> EvsRuntime:
-        """A runtime for ``config.model`` (loaded and warmed up on first use).
+        """Return a runtime for ``config.model`` (loaded and warmed up on first use).
 
         Raises whatever :func:`~evs_ros.models.loading.load_models` raises (one-line reasons).
         """

@@ -55,8 +55,11 @@ class StreamStats:
 
 def percentiles(values: Iterable[float], quantiles: Sequence[float] = (50, 99),
                 digits: Optional[int] = 3, empty=None) -> Dict[str, Optional[float]]:
-    """``{'p50': ..., 'p99': ...}`` of ``values`` (rounded to ``digits``); ``empty`` for each
-    when there is no value. The one percentile summary of every report and diagnostic."""
+    """``{'p50': ..., 'p99': ...}`` of ``values`` (rounded to ``digits``).
+
+    ``empty`` for each when there is no value. The one percentile summary of every report and
+    diagnostic.
+    """
     array = np.asarray(list(values), np.float64)
     if array.size == 0:
         return {f'p{q:g}': empty for q in quantiles}

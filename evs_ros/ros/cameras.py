@@ -95,7 +95,7 @@ class CameraIO:
             self.node.get_logger().error(text, throttle_duration_sec=REPEAT_LOG_PERIOD_S)
 
     def wanted(self, topic: str) -> bool:
-        """Publishing ``topic`` is switched on and somebody subscribes to it."""
+        """Tell whether ``topic`` is switched on and somebody subscribes to it."""
         return (getattr(self.owner.config.publish, topic)
                 and self.publishers[topic].get_subscription_count() > 0)
 

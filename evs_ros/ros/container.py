@@ -53,7 +53,7 @@ NAME_TOKEN = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 
 
 def find_plugin(package_name: str, plugin_name: str) -> type:
-    """The node class ``package_name`` registers as ``plugin_name`` in the ament index.
+    """Return the node class ``package_name`` registers as ``plugin_name`` in the ament index.
 
     An entry is ``<plugin>;<python module>:<class>`` (rclcpp packages name a library instead).
 
@@ -82,7 +82,7 @@ def find_plugin(package_name: str, plugin_name: str) -> type:
 
 
 def node_options(request: LoadNode.Request) -> dict:
-    """rclpy ``Node`` keyword arguments for a LoadNode request.
+    """Return the rclpy ``Node`` keyword arguments for a LoadNode request.
 
     Raises:
         ValueError: a log level or container argument that cannot be honoured (one line).
@@ -115,8 +115,10 @@ def node_options(request: LoadNode.Request) -> dict:
 
 
 def expected_name(plugin: type, request: LoadNode.Request) -> str:
-    """The fully qualified name a LoadNode request gives its node (before it exists): the
-    request's name and namespace, unless its remapping rules set ``__node`` / ``__ns``."""
+    """Return the fully qualified name a LoadNode request gives its node (before it exists).
+
+    The request's name and namespace, unless its remapping rules set ``__node`` / ``__ns``.
+    """
     default = inspect.signature(plugin).parameters.get('node_name')
     names = {'__node': request.node_name or getattr(default, 'default', ''),
              '__ns': request.node_namespace}

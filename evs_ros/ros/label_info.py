@@ -17,7 +17,7 @@ except ImportError:  # not installed: names only as the class_names parameter
 
 
 def label_info_msg(class_names: Sequence[str], stamp=None):
-    """A LabelInfo listing ``class_names`` in id order (None without vision_msgs)."""
+    """Return a LabelInfo listing ``class_names`` in id order (None without vision_msgs)."""
     if LabelInfo is None:
         return None
     msg = LabelInfo()
@@ -29,8 +29,10 @@ def label_info_msg(class_names: Sequence[str], stamp=None):
 
 
 def publish_label_info(node, topic: str, class_names: Sequence[str]) -> Optional[object]:
-    """Create a latched ``topic`` publisher and publish the names once; None without
-    vision_msgs."""
+    """Create a latched ``topic`` publisher and publish the names once.
+
+    None without vision_msgs.
+    """
     msg = label_info_msg(class_names, node.get_clock().now().to_msg())
     if msg is None:
         return None

@@ -12,19 +12,17 @@ from typing import Optional
 
 import yaml
 
-TRUE_WORDS = ('true', '1', 'yes', 'on')
-FALSE_WORDS = ('false', '0', 'no', 'off', '')
+from evs_ros.config import truth_value
+
 INPUT_TOPIC = 'image'
 
 
 def parse_bool(name: str, value: str) -> bool:
-    """A launch argument's truth value; ValueError (one line) for anything else."""
-    text = str(value).strip().lower()
-    if text in TRUE_WORDS:
-        return True
-    if text in FALSE_WORDS:
-        return False
-    raise ValueError(f'{name}:={value}: must be true or false')
+    """Return a launch argument's truth value (empty: false); ValueError (one line) otherwise."""
+    truth = truth_value(value) if str(value).strip() else False
+    if truth is None:
+        raise ValueError(f'{name}:={value}: must be true or false')
+    return truth
 
 
 def absolute_namespace(namespace: str) -> str:
@@ -33,9 +31,11 @@ def absolute_namespace(namespace: str) -> str:
 
 
 def resolve_topic(topic: str, namespace: str, node_name: str = 'evs_node') -> str:
-    """The absolute name a node ``node_name`` in ``namespace`` gives ``topic`` (ROS 2 name
-    expansion: absolute stays, ``~`` is the node's private namespace, relative goes under the
-    namespace)."""
+    """Return the absolute name a node ``node_name`` in ``namespace`` gives ``topic``.
+
+    ROS 2 name expansion: absolute stays, ``~`` is the node's private namespace, relative goes
+    under the namespace.
+    """
     base = absolute_namespace(namespace).rstrip('/')
     if topic.startswith('/'):
         return absolute_namespace(topic)
@@ -45,7 +45,7 @@ def resolve_topic(topic: str, namespace: str, node_name: str = 'evs_node') -> st
 
 
 def render_rviz_config(template_text: str, namespace: str, image_topic: str) -> str:
-    """The rviz2 config ``template_text`` with every display topic made absolute.
+    """Return the rviz2 config ``template_text`` with every display topic made absolute.
 
     The template names the node's topics as the node does (``image``, ``labels_color``, ...):
     ``image`` becomes the launch's ``image`` remap and the outputs go under ``namespace``, where
@@ -71,8 +71,11 @@ def write_rviz_config(template_path: str, namespace: str, image_topic: str) -> s
 
 
 def find_rviz() -> Optional[str]:
-    """The rviz2 executable: from the ament index (as ``ros2 run rviz2 rviz2`` finds it), else
-    from PATH; None when rviz2 is not installed."""
+    """Return the rviz2 executable.
+
+    From the ament index (as ``ros2 run rviz2 rviz2`` finds it), else from PATH; None when rviz2 is
+    not installed.
+    """
     try:
         from ament_index_python.packages import get_package_prefix
         path = os.path.join(get_package_prefix('rviz2'), 'lib', 'rviz2', 'rviz2')

@@ -133,7 +133,7 @@ class EvsLifecycleNode(LifecycleNode):
         self._release_network()
 
     def finished(self) -> bool:
-        """True a moment after the shutdown transition: the standalone process may end."""
+        """Tell whether the shutdown transition is a moment past: the process may end."""
         return (self.finalized_s is not None
                 and time.monotonic() - self.finalized_s >= FINISH_GRACE_S)
 

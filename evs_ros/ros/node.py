@@ -22,6 +22,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from evs_ros.pipeline.network_input import describe_input
 from evs_ros.ros import params
 from evs_ros.ros.cameras import CameraSet
 
@@ -60,7 +61,7 @@ def forward_pipeline_logs() -> None:
 
 
 def declare_class_names(node, class_names) -> None:
-    """The network's class names as the read-only ``class_names`` parameter (id order)."""
+    """Declare the network's class names as the read-only ``class_names`` parameter (id order)."""
     node.declare_parameter(params.CLASS_NAMES, [str(name) for name in class_names],
                            ParameterDescriptor(
                                name=params.CLASS_NAMES, read_only=True,
@@ -116,16 +117,19 @@ class ParameterUpdates:
 def canonical_preset(node) -> None:
     """Write ``operating_point.preset`` back in canonical form (``evs3`` -> ``EVS03``)."""
     value = node.get_parameter(params.PRESET).value
-    name = node.config.operating_point.name.split('+')[0]
+    name = node.config.operating_point.preset_name
     if value != name:
         node.set_parameters([Parameter(params.PRESET, value=name)])
 
 
 def visualizer_for(node, config, runtime):
-    """The :class:`~evs_ros.data.labels.Visualizer` of ``runtime``'s network; declares the
-    read-only ``class_names`` parameter the first time (a lifecycle node configures again)."""
-    from evs_ros.data.labels import Visualizer
-    visualizer = Visualizer.for_model(config, runtime.model)
+    """Return the :class:`~evs_ros.data.labels.Visualizer` of ``runtime``'s network.
+
+    Declares the read-only ``class_names`` parameter the first time (a lifecycle node configures
+    again).
+    """
+    from evs_ros.data.classes import visualizer_for_model
+    visualizer = visualizer_for_model(config, runtime.model)
     if not node.has_parameter(params.CLASS_NAMES):
         declare_class_names(node, visualizer.class_names)
     return visualizer
@@ -137,18 +141,21 @@ def start_cameras(node, config, runtime, visualizer) -> CameraSet:
 
 
 def ready_text(config, cameras: CameraSet) -> str:
-    """The one log line saying that a node serves its cameras, and how."""
+    """Return the one log line saying that a node serves its cameras, and how."""
     op = config.operating_point
     no_refiner = ' (no Refiner: acts as off)' if op.refine and cameras.runtime.refiner is None \
         else ''
     return (f'EVS ready: cameras={list(cameras.cameras)} operating point {op.name} '
             f'(D={op.downscale} S={op.keyframe_interval} W={op.warp} R={op.refine}{no_refiner}'
-            f'{" adaptive" if op.adaptive else ""}) backend={config.model.backend}')
+            f'{" adaptive" if op.adaptive else ""}) backend={config.model.backend}, '
+            f'{describe_input(cameras.runtime.model)}')
 
 
 def apply_config(node, config) -> None:
-    """Adopt a validated run-time ``config`` on ``node`` (``node.config``, ``node.cameras``,
-    which may be None while a lifecycle node is inactive): log what changed, apply it."""
+    """Adopt a validated run-time ``config`` on ``node``: log what changed, apply it.
+
+    ``node.config`` and ``node.cameras`` (which may be None while a lifecycle node is inactive).
+    """
     if config.operating_point != node.config.operating_point:
         node.get_logger().info(f'operating point -> {config.operating_point}')
     if (config.flow, config.iam) != (node.config.flow, node.config.iam):

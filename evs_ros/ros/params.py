@@ -22,19 +22,18 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.parameter import Parameter
 
 from evs_ros.config import (
-    PARAMETER_INFO, PRESET_NAMES, RESTART_REQUIRED, EvsConfig, allowed_text, config_from_flat,
-    operating_point, to_flat,
+    OPERATING_POINT_FIELDS, PARAMETER_INFO, PRESET_NAMES, RESTART_REQUIRED, EvsConfig,
+    allowed_text, config_from_flat, operating_point, to_flat,
 )
+from evs_ros.ros import compat
 
 PRESET = 'operating_point.preset'
 CAMERAS = 'cameras'
 CLASS_NAMES = 'class_names'
-OP_FIELDS = ('downscale', 'keyframe_interval', 'warp', 'refine', 'adaptive',
-             'adaptive_threshold', 'max_keyframe_interval', 'flow_scale')
 
 
 def descriptor(name: str, value) -> ParameterDescriptor:
-    """The descriptor of setting ``name`` (default ``value``): help, allowed values, range."""
+    """Return the descriptor of setting ``name`` (default ``value``): help, values, range."""
     info = PARAMETER_INFO[name]
     descriptor = ParameterDescriptor(name=name, description=info.help)
     if info.range is not None and isinstance(value, float):
@@ -78,8 +77,11 @@ def declare_parameters(node) -> EvsConfig:
 
 
 def declare(node, name: str, default, descriptor_: ParameterDescriptor):
-    """Declare one parameter and return its value. An override of the wrong type that converts
-    cleanly (``1`` for a float) is converted; anything else raises one ValueError line."""
+    """Declare one parameter and return its value.
+
+    An override of the wrong type that converts cleanly (``1`` for a float) is converted; anything
+    else raises one ValueError line.
+    """
     try:
         return node.declare_parameter(name, default, descriptor_).value
     except (InvalidParameterTypeException, InvalidParameterValueException) as error:
@@ -91,11 +93,11 @@ def declare(node, name: str, default, descriptor_: ParameterDescriptor):
 
 
 def _override(node, name: str, error: Exception):
-    """The value the command line or params file gave for ``name`` (rclpy keeps it private)."""
-    overrides = getattr(node, '_parameter_overrides', {})
-    if name not in overrides:
+    """Return the value the command line or params file gave for ``name``."""
+    value = compat.parameter_override(node, name)
+    if value is None:
         raise ValueError(f'{name}: {error}') from None
-    return overrides[name].value
+    return value
 
 
 def config_names() -> Iterable[str]:
@@ -111,15 +113,12 @@ def config_from_parameters(params: Iterable[Parameter], base: EvsConfig) -> EvsC
 
 
 def _name_operating_point(config: EvsConfig, preset_name: str) -> EvsConfig:
-    op = config.operating_point
     preset = operating_point(preset_name)
-    fields_equal = all(getattr(op, f) == getattr(preset, f) for f in OP_FIELDS)
-    name = preset.name if fields_equal else f'{preset.name}+custom'
-    return replace(config, operating_point=replace(op, name=name))
+    return replace(config, operating_point=config.operating_point.named_after(preset))
 
 
 def camera_names(node) -> List[str]:
-    """The camera namespaces, validated (unique, no leading slash needed)."""
+    """Return the camera namespaces, validated (unique, no leading slash needed)."""
     return check_camera_names(node.get_parameter(CAMERAS).value)
 
 
@@ -150,12 +149,12 @@ def apply_changes(current: EvsConfig, changes: Iterable[Parameter]
         if param.name in RESTART_REQUIRED or param.name in (CAMERAS, CLASS_NAMES):
             raise ValueError(f'{param.name} is read at start-up; restart the node to change it')
     preset = next((p.value for p in changes if p.name == PRESET), None)
-    base, preset_name = current, current.operating_point.name.split('+')[0]
+    base, preset_name = current, current.operating_point.preset_name
     echo = {}
     if preset is not None:
         op = operating_point(str(preset))
         base, preset_name = replace(current, operating_point=op), op.name
-        echo = {f'operating_point.{f}': getattr(op, f) for f in OP_FIELDS}
+        echo = {f'operating_point.{f}': getattr(op, f) for f in OPERATING_POINT_FIELDS}
         if preset != op.name:
             echo[PRESET] = op.name
     explicit = {p.name: p.value for p in changes if p.name in PARAMETER_INFO}
@@ -166,7 +165,7 @@ def apply_changes(current: EvsConfig, changes: Iterable[Parameter]
 
 
 def result(error: Exception = None) -> SetParametersResult:
-    """A set-parameters answer: successful, or rejected with the error's message."""
+    """Return a set-parameters answer: successful, or rejected with the error's message."""
     if error is None:
         return SetParametersResult(successful=True)
     return SetParametersResult(successful=False, reason=str(error))

@@ -25,7 +25,7 @@ from evs_ros.ros.cameras import OUTPUT_TOPICS
 
 
 def node_executable() -> str:
-    """The installed ``evs_node``, found exactly as ``ros2 run evs_ros evs_node`` finds it."""
+    """Return the installed ``evs_node``, found as ``ros2 run evs_ros evs_node`` finds it."""
     from ament_index_python.packages import get_package_prefix
     path = os.path.join(get_package_prefix('evs_ros'), 'lib', 'evs_ros', 'evs_node')
     if not os.access(path, os.X_OK):
@@ -62,7 +62,7 @@ def stop_node(process: subprocess.Popen, timeout_s: float = 15.0) -> int:
 
 
 def image_msg(image: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = 'camera'):
-    """A sensor_msgs/Image of a contiguous uint8 array (no padding)."""
+    """Return a sensor_msgs/Image of a contiguous uint8 array (no padding)."""
     msg = Image()
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
     msg.header.frame_id = frame_id

@@ -18,6 +18,7 @@ import rclpy
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
 from evs_ros.errors import USER_ERRORS, one_line
+from evs_ros.ros import compat
 from evs_ros.ros import stop as stop_flag
 
 SPIN_PERIOD_S = 0.1
@@ -26,8 +27,11 @@ SPIN_PERIOD_S = 0.1
 
 @contextmanager
 def ros_process(args: Optional[list] = None) -> Iterator[threading.Event]:
-    """``rclpy.init`` with our signal handling; yields the stop event (already set when a
-    signal came during start-up: see :mod:`evs_ros.ros.stop`); always shuts down."""
+    """``rclpy.init`` with our signal handling.
+
+    Yields the stop event (already set when a signal came during start-up: see
+    :mod:`evs_ros.ros.stop`); always shuts down.
+    """
     from rclpy.signals import SignalHandlerOptions
     stop_flag.install()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -39,7 +43,7 @@ def ros_process(args: Optional[list] = None) -> Iterator[threading.Event]:
 
 
 def make_executor(multi_threaded: bool = False, threads: Optional[int] = None):
-    """A single-threaded executor, or a multi-threaded one (``threads`` default: cores)."""
+    """Return a single-threaded executor, or a multi-threaded one (``threads`` default: cores)."""
     if multi_threaded:
         return MultiThreadedExecutor(num_threads=threads)
     return SingleThreadedExecutor()
@@ -47,8 +51,9 @@ def make_executor(multi_threaded: bool = False, threads: Optional[int] = None):
 
 def spin_until(stop: threading.Event, executor, done: Callable[[], bool] = lambda: False) -> None:
     """Spin ``executor`` until ``stop`` is set (a signal), ``done()`` or the context ends."""
+    logger = rclpy.logging.get_logger('evs_ros')
     while not stop.is_set() and not done() and rclpy.ok():
-        executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+        compat.spin_once(executor, logger, SPIN_PERIOD_S)
 
 
 def run_node(program: str, build: Callable[[], object], args: Optional[list] = None,

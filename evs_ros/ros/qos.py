@@ -26,24 +26,28 @@ OVERRIDABLE = (QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH, QoSPolicyKind.RELIABI
 
 
 def profile(reliability: str, depth: int, latched: bool = False) -> QoSProfile:
-    """Keep-last QoS of ``depth`` with ``reliability`` ('best_effort' or 'reliable');
-    ``latched`` adds transient-local durability."""
+    """Keep-last QoS of ``depth`` with ``reliability`` ('best_effort' or 'reliable').
+
+    ``latched`` adds transient-local durability.
+    """
     durability = DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                       reliability=RELIABILITY[reliability], durability=durability)
 
 
 def overrides() -> QoSOverridingOptions:
-    """Declare the standard ``qos_overrides.<topic>.<publisher|subscription>.<policy>``
-    parameters for a publisher or subscription."""
+    """Declare the standard ``qos_overrides`` parameters for a publisher or subscription.
+
+    ``qos_overrides.<topic>.<publisher|subscription>.<policy>``.
+    """
     return QoSOverridingOptions(policy_kinds=OVERRIDABLE)
 
 
 def output_profile(publish_config) -> QoSProfile:
-    """Outputs: reliable keep-last by default (``publish.qos_reliability``)."""
+    """Return the outputs' profile: reliable keep-last by default (``publish.qos_reliability``)."""
     return profile(publish_config.qos_reliability, publish_config.qos_depth)
 
 
 def input_profile(publish_config) -> QoSProfile:
-    """The image subscription: sensor data by default (``publish.input_qos_reliability``)."""
+    """Return the image subscription's profile: sensor data by default."""
     return profile(publish_config.input_qos_reliability, publish_config.qos_depth)

@@ -22,7 +22,10 @@ def _on_signal(signum, frame) -> None:
 
 
 def ignore() -> None:
-    """Ignore SIGINT/SIGTERM from now on (cleanup is done; the interpreter would otherwise put
-    the default handlers back while it finalises, and a late signal would kill the process)."""
+    """Ignore SIGINT/SIGTERM from now on (cleanup is done).
+
+    The interpreter would otherwise put the default handlers back while it finalises, and a late
+    signal would kill the process.
+    """
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)

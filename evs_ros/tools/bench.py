@@ -1,5 +1,7 @@
 """``evs bench``: benchmarks are commands that write JSON/markdown/plots, never timed tests.
 
+Commands::
+
     evs bench [--quick] --out DIR ...     operating points vs per-frame (paper Table 1-2, Fig. 6-7)
     evs bench flow --json FILE ...        DIS alone vs a whole propagated frame
     evs bench flow-scale --out DIR ...    accuracy and cost of flow on reduced frames (Fig. 6)

@@ -1,4 +1,4 @@
-"""``evs bench cameras``: how many cameras at a frame rate one node serves on this machine.
+r"""``evs bench cameras``: how many cameras at a frame rate one node serves on this machine.
 
 N cameras (1, 2, ... until one is not served) share one runtime, as in the node: one network,
 one flow worker per camera. Served = every frame labelled and no growing backlog
@@ -6,7 +6,7 @@ one flow worker per camera. Served = every frame labelled and no growing backlog
 ``cameras.json`` (key ``cameras_at_<rate>hz``), ``cameras.md``.
 
     evs synth --out data_cache/synth_2048 --split test --snippets 8 --width 2048 --height 1024
-    evs bench cameras --data data_cache/synth_2048 --split test --operating-point EVS12 \\
+    evs bench cameras --data data_cache/synth_2048 --split test --operating-point EVS12 \
         --set flow.scale=0.5 --out docs/bench/cameras
 """
 
@@ -46,7 +46,7 @@ def load(args):
 
 
 def markdown(report) -> str:
-    """The trials as a table: one row per camera count."""
+    """Return the trials as a table: one row per camera count."""
     lines = ['# evs bench cameras', '', f"Hardware: {report['hardware_line']}. "
              f"{report['resolution']} at {report['rate_hz']:g} Hz, operating point "
              f"{report['operating_point']}, flow computed at scale {report['flow_scale']:g}, "

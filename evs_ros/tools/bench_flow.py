@@ -9,10 +9,10 @@ one core):
 * ``warp_probs_ms``: bilinear warp of 19-channel probabilities at 1/4 resolution;
 * ``iam_ms``: ``compute_iam`` at 1/4 resolution on the already resized flow;
 * ``propagate_ms``: DIS plus the pipeline's own propagation step
-  (:func:`evs_ros.pipeline.state.propagate`: label warp, flow resize, IAM, composition of the
-  pending probability flow), from a keyframe state renewed every 5 frames (S = 5), i.e. what the
-  flow worker spends on a propagated frame without refinement (gray conversion excluded, it is
-  ``to_gray_ms``);
+  (:meth:`evs_ros.pipeline.state.PropagationState.propagate`: label warp, flow resize, IAM,
+  composition of the pending probability flow), from a keyframe state renewed every 5 frames
+  (S = 5), i.e. what the flow worker spends on a propagated frame without refinement (gray
+  conversion excluded, it is ``to_gray_ms``);
 * ``propagate_refine_ms``: the same plus the warp of the probabilities a refinement needs
   (operating points with R on; the Refiner itself runs on the inference worker);
 * ``farneback_ms``: the paper's Farneback comparison (Fig. 6 setting).
@@ -38,8 +38,7 @@ from evs_ros.flow import FlowEstimator, resize_flow, to_gray, warp_dense, warp_l
 from evs_ros.flow import warp as warp_module
 from evs_ros.pipeline.allocator import tune_allocator
 from evs_ros.pipeline.iam import compute_iam
-from evs_ros.pipeline.state import PropagationState, aligned_probs
-from evs_ros.pipeline.state import propagate as state_propagate
+from evs_ros.pipeline.state import PropagationState
 from evs_ros.pipeline.stats import percentiles
 from evs_ros.tools import common
 
@@ -131,11 +130,11 @@ def bench_one(frames: List[np.ndarray], args, flow_config: FlowConfig,
 
     def propagate(i, refine=False):
         flow = estimator.calc(frames[i % pairs + 1], frames[i % pairs])
-        state = keyframe if i % KEYFRAME_INTERVAL == 0 else current['state']
-        current['state'], _ = state_propagate(state, flow, iam_config,
-                                              labels_from=flow_config.labels_from)
+        if i % KEYFRAME_INTERVAL == 0:
+            current['state'] = keyframe.copy()
+        current['state'].propagate(flow, iam_config, labels_from=flow_config.labels_from)
         if refine:
-            aligned_probs(current['state'])
+            current['state'].aligned_probs()
 
     farneback = FlowEstimator(FlowConfig(method='farneback'))
     color = cv2.cvtColor(frames[0], cv2.COLOR_GRAY2BGR)

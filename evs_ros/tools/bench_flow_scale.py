@@ -1,11 +1,11 @@
-"""``evs bench flow-scale``: accuracy and cost of flow computed on reduced frames (issue 13).
+r"""``evs bench flow-scale``: accuracy and cost of flow computed on reduced frames (issue 13).
 
 Like paper Figure 6, per resolution: mIoU after N pure propagations (W on, R off, keyframe N
 frames before the annotated frame, N = 0..max) for flow computed on frames resized by each
 ``flow.scale``, with the median DIS time of each. It is the measurement behind the default
 ``flow.scale`` and the operating points' own flow scales.
 
-    evs bench flow-scale --out docs/bench/flow_scale --resolutions 2048x1024,1024x512 \\
+    evs bench flow-scale --out docs/bench/flow_scale --resolutions 2048x1024,1024x512 \
         --scales 1,0.75,0.5,0.375,0.25 --synth-snippets 20 --max-propagations 10
 """
 

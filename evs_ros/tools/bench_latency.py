@@ -1,4 +1,4 @@
-"""``evs bench latency``: end-to-end latency of the installed evs_node over real DDS (design §7).
+r"""``evs bench latency``: end-to-end latency of the installed evs_node over real DDS (design §7).
 
 For every operating point (one node process each), resolution and offered rate, frames of a
 panning texture are published like a camera driver would (sensor-data QoS) and the ``labels``
@@ -10,7 +10,7 @@ times from ``status`` (``total_ms``, ``flow_ms``, ``warp_ms``), the "ROS overhea
 (latency of the last quarter of the frames vs the first quarter: a node that cannot keep up
 without dropping would show it growing).
 
-    evs bench latency --json out/latency.json --resolutions 1024x512,2048x1024 \\
+    evs bench latency --json out/latency.json --resolutions 1024x512,2048x1024 \
         --operating-points EVS05,EVS07,EVS10 --rates 17,max --frames 100
 
 ``max`` publishes back to back, as fast as the publisher can, for ``--frames`` frames and at
@@ -19,7 +19,6 @@ subscribed (default ``labels,status``): the node skips colouring and overlays no
 to.
 """
 
-import json
 import math
 import os
 import time
@@ -92,7 +91,7 @@ class RatePublisher:
         return [self.image_msg(frame, 'bgr8', STAMP0_NS) for frame in frames]
 
     def stamp_ns(self) -> int:
-        """A new stamp, strictly after every earlier one of this node (20 ms apart)."""
+        """Return a new stamp, strictly after every earlier one of this node (20 ms apart)."""
         self.next_index += 1
         return STAMP0_NS + self.next_index * 20_000_000
 
@@ -103,7 +102,7 @@ class RatePublisher:
         return stamp_ns
 
     def warm_up(self, msgs: list) -> int:
-        """A few frames one at a time (first keyframe, resolution reset), then forget them.
+        """Return a few frames one at a time (first keyframe, resolution reset), then forget them.
 
         Returns the node's cumulative drop counter after the warm-up.
         """
@@ -267,8 +266,7 @@ def run(args) -> int:
     print(markdown_header())
     for name in names:
         summary['results'] += bench_operating_point(name, args, frames_by_size)
-    with open(args.json, 'w', encoding='utf-8') as out:  # NaN allowed: a run may miss a stage
-        json.dump(summary, out, indent=2)
+    common.write_json(args.json, summary)  # a stage a run missed is null
     md_path = os.path.splitext(args.json)[0] + '.md'
     common.write_text(md_path, markdown(summary))
     print(f'wrote {args.json} and {md_path}')

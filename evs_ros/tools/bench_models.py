@@ -309,7 +309,7 @@ def _times(row: Dict[str, object], part: str) -> str:
 
 
 def write_markdown(report: Dict[str, object], path: str) -> None:
-    """The table with its hardware line."""
+    """Return the table with its hardware line."""
     hardware = report['hardware']
     versions = ', '.join(f'{name} {version}' for name, version in report['engines'].items()
                          if version)

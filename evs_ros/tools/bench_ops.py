@@ -67,7 +67,7 @@ def settings(args: argparse.Namespace) -> Dict[str, object]:
 
 
 def write_markdown(report, path: str, images: List[str]) -> None:
-    """The human-readable report: hardware, speed table, accuracy, Table 1, figures."""
+    """Return the human-readable report: hardware, speed table, accuracy, Table 1, figures."""
     hw = report['hardware']
     lines = ['# evs bench', '',
              f"Hardware: {common.hardware_line(hw)}, device {hw['device']}; torch {hw['torch']} "

@@ -38,8 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Dispatch to the command module; a closed output pipe (``evs weights list | head``) ends
-    quietly, as the Python documentation recommends."""
+    """Dispatch to the command module.
+
+    A closed output pipe (``evs weights list | head``) ends quietly, as the Python documentation
+    recommends.
+    """
     try:
         return _dispatch(list(sys.argv[1:] if argv is None else argv))
     except BrokenPipeError:

@@ -1,5 +1,7 @@
-"""What every ``evs`` command shares: one options path into the typed config, sizes, JSON,
-hardware info and the one-line error convention. Commands import only this module and the library.
+"""What every ``evs`` command shares.
+
+One options path into the typed config, sizes, JSON, hardware info and the one-line error
+convention. Commands import only this module and the library.
 
 The options path (the same for every command)::
 
@@ -23,6 +25,7 @@ from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from evs_ros import errors
+from evs_ros.data.json_values import json_safe
 from evs_ros.config import (
     ENGINES, OPERATING_POINTS, EvsConfig, OperatingPoint, config_from_flat, load_yaml,
     operating_point, spec_usage,
@@ -80,7 +83,7 @@ def parse_settings(items: Sequence[str]) -> Dict[str, str]:
 
 
 def explicit_settings(args: argparse.Namespace) -> Dict[str, object]:
-    """The dotted settings given on the command line: ``--set`` then the shortcut flags."""
+    """Return the dotted settings given on the command line: ``--set`` then the shortcut flags."""
     values: Dict[str, object] = dict(parse_settings(getattr(args, 'settings', ())))
     for flag, name in SHORTCUTS.items():
         value = getattr(args, flag, None)
@@ -92,14 +95,16 @@ def explicit_settings(args: argparse.Namespace) -> Dict[str, object]:
 
 
 def build_config(args: argparse.Namespace) -> EvsConfig:
-    """The typed config from ``--params``, ``--set`` and the shortcut flags (in that order)."""
+    """Return the typed config from ``--params``, ``--set`` and the shortcut flags, in order."""
     base = load_yaml(args.params) if getattr(args, 'params', None) else EvsConfig()
     return config_from_flat(explicit_settings(args), base)
 
 
 def apply_threads(config: EvsConfig, tune_allocator: bool = True) -> None:
-    """Thread counts of ``config.runtime`` (torch only once a backend imported it) and the
-    real-time allocator settings, for an offline command's process."""
+    """Apply the thread counts of ``config.runtime`` and the allocator settings to this process.
+
+    For an offline command; torch's threads only once a backend imported it.
+    """
     import cv2
 
     from evs_ros.pipeline.allocator import tune_allocator as tune
@@ -124,9 +129,11 @@ def parse_operating_points(names: Optional[Sequence[str]]) -> List[OperatingPoin
 
 def with_explicit_fields(ops: Sequence[OperatingPoint], settings: Dict[str, object]
                          ) -> List[OperatingPoint]:
-    """Each preset of a sweep with the command line's explicit ``operating_point.FIELD`` values
-    on top (``--set operating_point.downscale=0.5`` applies to every listed preset, as it does to
-    the one preset of a single run); ValueError naming a bad value."""
+    """Return each preset of a sweep with the explicit ``operating_point.FIELD`` values on top.
+
+    ``--set operating_point.downscale=0.5`` applies to every listed preset, as it does to the one
+    preset of a single run; ValueError naming a bad value.
+    """
     fields = {name: value for name, value in settings.items()
               if name.startswith('operating_point.')
               and name not in ('operating_point.preset', 'operating_point.name')}
@@ -171,10 +178,10 @@ def parse_sizes(text: str, order: str = 'wh') -> List[Tuple[int, int]]:
 
 
 def write_json(path: str, data) -> None:
-    """Write ``data`` as indented JSON (NaN-free), creating the directory."""
+    """Write ``data`` as indented JSON, creating the directory; NaN and infinity become null."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, 'w', encoding='utf-8') as stream:
-        json.dump(data, stream, indent=2, allow_nan=False)
+        json.dump(json_safe(data), stream, indent=2, allow_nan=False)
         stream.write('\n')
 
 
@@ -186,7 +193,7 @@ def write_text(path: str, text: str) -> None:
 
 
 def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (else platform.processor())."""
+    """Return the CPU's model name from /proc/cpuinfo (else platform.processor())."""
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as info:
             for line in info:
@@ -198,8 +205,10 @@ def cpu_model() -> str:
 
 
 def hardware_info(model=None) -> Dict[str, object]:
-    """CPU, cores, load, library versions, thread counts and the network's device (if any):
-    what absolute times in a report must be read against."""
+    """CPU, cores, load, library versions, thread counts and the network's device (if any).
+
+    What absolute times in a report must be read against.
+    """
     import cv2
     import numpy
     info = {'cpu': cpu_model(), 'cores': os.cpu_count(), 'machine': platform.machine(),

@@ -63,7 +63,7 @@ def percentiles(values) -> Dict[str, float]:
 
 
 def clip_summary(record, gt_labels: List[np.ndarray]) -> dict:
-    """Counts, rates, latency and (with ground truth) mIoU of one played clip."""
+    """Summarise one played clip: counts, rates, latency and (with ground truth) mIoU."""
     outputs = [record.outputs.get(s, {}) for s in record.stamps_ns]
     statuses = [o['status'] for o in outputs if 'status' in o]
     received = sum('labels' in o for o in outputs)
@@ -114,8 +114,10 @@ def write_video(path: str, record, frames: List[np.ndarray], rate_hz: float) -> 
 
 def contact_sheet(path: str, rows: List[List[np.ndarray]], tile_width: int = 320,
                   captions: Sequence[str] = ()) -> None:
-    """Rows of [input, overlay, mask] tiles, resized to ``tile_width``, as one PNG; a row's
-    caption (which clip, which network) is written across its top."""
+    """Rows of [input, overlay, mask] tiles, resized to ``tile_width``, as one PNG.
+
+    A row's caption (which clip, which network) is written across its top.
+    """
     lines = []
     for row, tiles in enumerate(rows):
         resized = []
@@ -169,7 +171,7 @@ def markdown(summary: dict) -> str:
 
 
 def clip_networks(config, clip_names: Sequence[str]) -> Dict[str, str]:
-    """The backend SPEC (``auto`` resolved) that labels each clip (module docstring)."""
+    """Return the backend SPEC (``auto`` resolved) that labels each clip (module docstring)."""
     from evs_ros.models.loading import AUTO, SHIPPED, auto_backend
     chosen = config.model.backend
     real = auto_backend() if chosen == AUTO else chosen
@@ -205,7 +207,7 @@ def run(args) -> int:
                 captions += [f'{name}: {described}'] * len(clip_rows)
     if rows:
         contact_sheet(os.path.join(args.out, 'contact_sheet.png'), rows, captions=captions)
-    common.write_json(os.path.join(args.out, 'summary.json'), _finite(summary))
+    common.write_json(os.path.join(args.out, 'summary.json'), summary)
     common.write_text(os.path.join(args.out, 'summary.md'), markdown(summary))
     print(markdown(summary))
     print(f'wrote {args.out}/: *_overlay.mp4, contact_sheet.png, summary.json, summary.md '
@@ -215,7 +217,7 @@ def run(args) -> int:
 
 
 def describe_backend(spec: str) -> str:
-    """The network of a clip in words (see :func:`evs_ros.models.loading.describe_backend`)."""
+    """Say which network labels a clip (:func:`evs_ros.models.loading.describe_backend`)."""
     from evs_ros.models.loading import describe_backend as describe
     return describe(spec)
 
@@ -236,12 +238,3 @@ def _play_clips(args, spec: str, names: Sequence[str], clips, bar):
                                   **kwargs)
             stamp0_ns = record.stamps_ns[-1] + 10_000_000_000
             yield name, record
-
-
-def _finite(value):
-    """NaN -> None, recursively (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value

@@ -1,4 +1,4 @@
-"""``evs fleet IN OUT``: label every bag of a recording archive on a Ray cluster.
+r"""``evs fleet IN OUT``: label every bag of a recording archive on a Ray cluster.
 
 A thin command over :mod:`evs_ros.bags.fleet`: IN is a directory of bags or a file listing
 them; OUT gets one output bag per input under the same relative path (what ``evs bag`` writes),
@@ -7,7 +7,7 @@ stale. Exit code 0 when every bag is labelled, 1 when some failed (the others ar
 the run cannot start, 130 when interrupted.
 
     evs fleet /data/drives /data/labelled --address auto --operating-point EVS07
-    evs fleet drives.txt out --workers 2 --backend weights:segformer-b0-cityscapes \\
+    evs fleet drives.txt out --workers 2 --backend weights:segformer-b0-cityscapes \
         --weights-dir /data/evs_weights
 """
 

@@ -15,7 +15,6 @@ in ``--out``:
 """
 
 import argparse
-import math
 import os
 import time
 from dataclasses import replace
@@ -23,6 +22,7 @@ from typing import Dict, List
 
 import cv2
 
+from evs_ros.data.json_values import finite_or_none
 from evs_ros.pipeline.results import STAGES
 from evs_ros.pipeline.stats import percentiles
 from evs_ros.tools import common
@@ -57,7 +57,7 @@ def _stage_percentiles(infos) -> Dict[str, Dict[str, float]]:
 
 
 def summarize(infos: List, wall_s: float, extra: Dict[str, object]) -> Dict[str, object]:
-    """The ``summary.json`` dict from the frames' :class:`FrameInfo` and pipeline wall time."""
+    """Return ``summary.json``'s dict from the frames' :class:`FrameInfo` and the wall time."""
     keyframes = [index for index, info in enumerate(infos) if info.keyframe]
     fractions = [info.inconsistent_fraction for info in infos]
     return {
@@ -67,8 +67,7 @@ def summarize(infos: List, wall_s: float, extra: Dict[str, object]) -> Dict[str,
         'keyframes': len(keyframes), 'keyframe_indices': keyframes,
         'frames_since_keyframe': [info.frames_since_keyframe for info in infos],
         'refined': sum(info.refined for info in infos),
-        'inconsistent_fraction': [None if math.isnan(v) else round(float(v), 6)
-                                  for v in fractions],
+        'inconsistent_fraction': [finite_or_none(v) for v in fractions],
         'stage_ms': _stage_percentiles(infos),
     }
 
@@ -88,11 +87,12 @@ def process_video(args, pipeline, model, config) -> Dict[str, object]:
     """Run the pipeline over the video, writing labels and the overlay; returns the summary."""
     from tqdm import tqdm
 
-    from evs_ros.data.labels import Visualizer
+    from evs_ros.data.classes import visualizer_for_model
     from evs_ros.data.video import VideoWriter, iter_video, video_fps
+    from evs_ros.pipeline.network_input import describe_input
     labels_dir = os.path.join(args.out, 'labels')
     os.makedirs(labels_dir, exist_ok=True)
-    visualizer = Visualizer.for_model(config, model)
+    visualizer = visualizer_for_model(config, model)
     overlay_path = os.path.join(args.out, 'overlay.mp4')
     writer = VideoWriter(overlay_path, video_fps(args.video)) if args.overlay else None
     frames = iter_video(args.video, args.max_frames, common.parse_size(args.resize))
@@ -117,6 +117,7 @@ def process_video(args, pipeline, model, config) -> Dict[str, object]:
         'video': os.path.abspath(args.video), 'resolution': f'{width}x{height}',
         'operating_point': config.operating_point.name, 'backend': config.model.backend,
         'refiner': config.model.refiner, 'engine': common.engine_report(model)['engine'],
+        'network_input': describe_input(model),
         'class_names': list(visualizer.class_names),
         'labels_dir': labels_dir, 'overlay': overlay_path if writer is not None else None})
 

@@ -1,12 +1,12 @@
-"""``evs train icnet|refiner``: train ICNet or the Refiner on a Cityscapes-layout dataset.
+r"""``evs train icnet|refiner``: train ICNet or the Refiner on a Cityscapes-layout dataset.
 
 Examples::
 
-    evs train icnet --data data/synth --out evs_ros/models/weights/icnet_synth.pt \\
+    evs train icnet --data data/synth --out evs_ros/models/weights/icnet_synth.pt \
         --epochs 40 --batch 8 --crop 257x513 --width-mult 0.5
-    evs train refiner --data data/synth --icnet evs_ros/models/weights/icnet_synth.pt \\
+    evs train refiner --data data/synth --icnet evs_ros/models/weights/icnet_synth.pt \
         --out evs_ros/models/weights/refiner_synth.pt --epochs 5 --crop 512x1024
-    evs train refiner --data ~/cityscapes --backend weights:segformer-b0-cityscapes \\
+    evs train refiner --data ~/cityscapes --backend weights:segformer-b0-cityscapes \
         --out refiner_segformer_b0.pt --params my_evs.yaml   # flow / IAM settings of the node
 
 The Refiner trains for any network (``--backend SPEC``, with or without features) with the flow
@@ -54,7 +54,7 @@ def add_arguments(parser) -> None:
 
 
 def train_config(args) -> TrainConfig:
-    """The run's TrainConfig; flow and IAM settings come from ``--params`` / ``--set``."""
+    """Return the run's TrainConfig; flow and IAM settings come from ``--params`` / ``--set``."""
     evs_config = common.build_config(args)
     return TrainConfig(
         data_root=args.data, out_path=args.out, split=args.split, epochs=args.epochs,

@@ -2,6 +2,7 @@
 
     evs weights list [-v | --json]       catalogue: backend, size, published accuracy, cached?
     evs weights get NAME [--file PATH]   download (progress, checksum, resume), convert, print path
+    evs weights get NAME --revision main a hub model at another revision than its verified commit
     evs weights path NAME                where the cached checkpoint is (exit 1 if not cached)
 
 NAME is a catalogue name or a Hugging Face hub id (org/model). Then run any backend as
@@ -16,8 +17,10 @@ import sys
 from dataclasses import asdict
 
 from evs_ros.models.weights_cache import (NotCachedError, WeightsError, cache_location,
-                                          cached_path, evs_cache_dir, find_entry, get_weights,
-                                          hf_cache_dir, load_catalogue, not_cached_message)
+                                          cached_path, cached_revision, evs_cache_dir,
+                                          find_entry, get_weights, hf_cache_dir, load_catalogue,
+                                          not_cached_message)
+from evs_ros.models.weights_catalogue import is_pinned
 
 ROW = '{:<31} {:<7} {:>8}  {:<28} {}'
 
@@ -36,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument('--file', default='', metavar='PATH',
                      help='use a copy fetched by other means (browser); verified like a download')
     get.add_argument('--quiet', action='store_true', help='no progress bar')
+    get.add_argument('--revision', default='', metavar='REV',
+                     help='hub models: this branch, tag or commit instead of the commit the '
+                          'catalogue entry was verified at (main = the newest, unverified)')
     path = sub.add_parser('path', help='print where the cached checkpoint NAME is')
     path.add_argument('name', help='catalogue name or Hugging Face hub id org/model')
     return parser
@@ -51,6 +57,9 @@ def _print_table(catalogue) -> None:
         cached = 'yes' if cached_path(entry) else 'no'
         print(ROW.format(entry.name, entry.backend, _size(entry), entry.accuracy or '-', cached))
     print(f'\nhub models are cached in {hf_cache_dir()}, files in {evs_cache_dir()}')
+    print('published accuracy: measured at the training scale, with sliding windows where the '
+          'authors used them and bilinear upsampling; evs_ros runs whole frames at that scale '
+          '(`evs weights list -v`, docs/benchmarks.md section 14)')
     print('sources of the figures, checksums, licences: `evs weights list -v`; '
           'fetch one: `evs weights get NAME`')
 
@@ -63,11 +72,35 @@ def _print_details(entry) -> None:
              ('size', f'{_size(entry)} ({entry.size_source or "source not recorded"})'),
              ('accuracy', f'{entry.accuracy or "not confirmed"}'
                           f'{" (" + entry.accuracy_source + ")" if entry.accuracy else ""}'),
-             ('checksum', checksum), ('licence', entry.license or 'not recorded here'),
-             ('cached', cached_path(entry) or f'no (would be in {cache_location(entry)})')]
+             ('measured', entry.published_protocol() or 'not recorded'),
+             ('we run', _how_we_run(entry)),
+             ('checksum', checksum), ('licence', entry.license or 'not recorded here')]
+    if entry.kind == 'hub':
+        pin = 'verified commit' if is_pinned(entry.revision) else 'NOT PINNED'
+        lines.append(('revision', f'{entry.revision} ({pin}; {entry.revision_note or "-"})'))
+    lines.append(('cached', _cached_text(entry)))
     print(entry.name)
     for key, value in lines:
         print(f'  {key + ":":<10}{value}')
+
+
+def _how_we_run(entry) -> str:
+    """Return what the default settings do with ``entry`` (config.model defaults, D = 1)."""
+    from evs_ros.config import ModelConfig
+    model = ModelConfig()
+    scale = (f'at short side {entry.trained_short_side} px' if entry.trained_short_side else
+             "at the camera's size")
+    return (f'the whole frame {scale} (model.input_short_side: 0; D scales from there), '
+            f'{model.upsample} upsampling (model.upsample)')
+
+
+def _cached_text(entry) -> str:
+    path = cached_path(entry)
+    if path is None:
+        return f'no (would be in {cache_location(entry)})'
+    if entry.kind == 'hub' and cached_revision(entry)[1] != entry.revision:
+        return f'{path} (main, not the verified commit)'
+    return path
 
 
 def _list(args) -> int:
@@ -84,7 +117,8 @@ def _list(args) -> int:
 
 
 def _get(args) -> int:
-    path = get_weights(args.name, progress=not args.quiet, local_file=args.file)
+    path = get_weights(args.name, progress=not args.quiet, local_file=args.file,
+                       revision=args.revision)
     entry = find_entry(args.name)
     print(f'{path}\nuse it as --backend weights:{entry.name} (resolves to {entry.backend}:{path})')
     return 0

@@ -18,9 +18,7 @@ from evs_ros.data.cityscapes import list_snippets, read_image, read_labels
 from evs_ros.data.labels import IGNORE
 from evs_ros.flow import FlowEstimator, to_gray
 from evs_ros.models.icnet import BGR_MEAN
-from evs_ros.pipeline.state import (
-    aligned_features, aligned_probs, consecutive_flows, propagate, state_from_prediction,
-)
+from evs_ros.pipeline.state import PropagationState, consecutive_flows
 
 SCALE_RANGE = (0.5, 2.0)  # covers 512x256 .. 2048x1024 views of 1024x512 frames
 
@@ -113,21 +111,25 @@ class RefinerPairs(Dataset):
         return cv2.resize(read_image(path), self.size_hw[::-1], interpolation=cv2.INTER_LINEAR)
 
     def _propagate(self, frames: List[np.ndarray]):
-        """Keyframe prediction on ``frames[0]`` propagated to ``frames[-1]`` as the pipeline does
-        with R off: returns (probs_warped, features_warped, IAM mask of the last step)."""
-        state = state_from_prediction(self.teacher.predict(frames[0]), frames[0].shape[:2])
+        """Propagate the keyframe prediction on ``frames[0]`` to ``frames[-1]``.
+
+        As the pipeline does with R off: returns (probs_warped, features_warped, IAM mask of the
+        last step).
+        """
+        state = PropagationState.from_prediction(self.teacher.predict(frames[0]),
+                                                 frames[0].shape[:2])
         grays = [to_gray(frame) for frame in frames]
         iam = None
         for previous, current in zip(grays[:-1], grays[1:]):
             flow_cur_to_prev, flow_prev_to_cur = consecutive_flows(
                 self.flow, current, previous, self.iam_config)
-            state, iam = propagate(state, flow_cur_to_prev, self.iam_config,
-                                   flow_prev_to_cur=flow_prev_to_cur,
-                                   labels_from=self.flow.config.labels_from)
-        features = aligned_features(state)
+            iam = state.propagate(flow_cur_to_prev, self.iam_config,
+                                  flow_prev_to_cur=flow_prev_to_cur,
+                                  labels_from=self.flow.config.labels_from)
+        features = state.aligned_features()
         if features is None:
             features = np.zeros((0, 1, 1), np.float32)
-        return aligned_probs(state), features, iam.mask.astype(np.float32)
+        return state.aligned_probs(), features, iam.mask.astype(np.float32)
 
     def __getitem__(self, index: int):
         frame_paths, target, label_path = self.items[index]

@@ -42,6 +42,6 @@ def masked_segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, mask: t
 
 
 def cascade_loss(outputs: Dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """ICNet's cascade label guidance: weighted sum over the 1/4, 1/8 and 1/16 outputs."""
+    """Compute ICNet's cascade label guidance: weighted sum over the 1/4, 1/8 and 1/16 outputs."""
     return sum(weight * segmentation_loss(outputs[key], labels)
                for key, weight in CASCADE_WEIGHTS.items())

@@ -67,7 +67,7 @@ class TrainConfig:
     """Refiner only: the IAM settings the pipeline will run with."""
 
     def teacher_spec(self) -> str:
-        """The Refiner's teacher network SPEC; ValueError when none is given."""
+        """Return the Refiner's teacher network SPEC; ValueError when none is given."""
         if self.backend:
             return self.backend
         if self.icnet_path:
@@ -78,7 +78,9 @@ class TrainConfig:
 
 def evaluate_icnet(network: torch.nn.Module, root: str, split: str, limit: int,
                    device: str = 'cpu') -> Optional[float]:
-    """mIoU of ``network`` on up to ``limit`` labelled frames of ``split``; None if it is absent.
+    """Measure the mIoU of ``network`` on up to ``limit`` labelled frames of ``split``.
+
+    None if the split is absent.
 
     Predictions (1/4 resolution) are upsampled to the label size with nearest neighbour.
     """
@@ -197,7 +199,7 @@ def _icnet_step(network, batch, device) -> torch.Tensor:
 
 
 def check_label_ids(labels: torch.Tensor, num_classes: int, ignore: int = 255) -> None:
-    """ValueError when ``labels`` (int64, any shape) hold an id the network cannot predict."""
+    """Raise ValueError when ``labels`` (int64, any shape) hold an id the network lacks."""
     valid = labels[labels != ignore]
     if valid.numel() and int(valid.max()) >= num_classes:
         raise ValueError(f'the labels hold class id {int(valid.max())} but the network predicts '
@@ -206,8 +208,10 @@ def check_label_ids(labels: torch.Tensor, num_classes: int, ignore: int = 255) -
 
 
 def check_dataset_labels(dataset: RefinerPairs, num_classes: int, limit: int = 8) -> None:
-    """:func:`check_label_ids` on up to ``limit`` label files spread over ``dataset`` (before
-    training starts; every batch is checked again while training)."""
+    """Run :func:`check_label_ids` on up to ``limit`` label files spread over ``dataset``.
+
+    Before training starts; every batch is checked again while training.
+    """
     from evs_ros.data.cityscapes import read_labels
     chosen = np.linspace(0, len(dataset.items) - 1, min(limit, len(dataset.items)))
     for index in sorted(set(chosen.round().astype(int))):
@@ -234,8 +238,11 @@ def train_icnet(config: TrainConfig) -> Dict[str, float]:
 
 
 def train_refiner(config: TrainConfig, teacher=None) -> Dict[str, float]:
-    """Train the Refiner for a frozen network: ``teacher`` (a ``SegmentationModel``) or the one
-    ``config.teacher_spec()`` names. Works for any backend, with or without features."""
+    """Train the Refiner for a frozen network.
+
+    ``teacher`` (a ``SegmentationModel``) or the one ``config.teacher_spec()`` names. Works for any
+    backend, with or without features.
+    """
     spec = getattr(teacher, 'spec', '') if teacher is not None else config.teacher_spec()
     if teacher is None:
         from evs_ros.models.loading import load_models
