@@ -377,3 +377,64 @@ def test_evs_export_builds_the_engine_graphs_the_warm_up_opens(cache, capsys):
                               'refiner 1x3x96x160_1x19x24x40_1x128x6x10']
     assert evs_main(['export', '--format', 'onnx', '--backend', 'icnet:default']) == 2
     assert 'needs --out' in capsys.readouterr().err
+
+
+def test_the_network_input_scale_reaches_the_engine_as_it_is(frames, cache):
+    """model.input_short_side (issue 21) decides the engine graph's size: the pipeline scales
+    the 256x128 camera to short side 64 and the engine builds its graph for 128x64 (ICNet pads
+    to 65x129); another D builds another graph, never a resize of the first."""
+    from dataclasses import replace
+
+    from evs_ros.config import EvsConfig, operating_point
+    from evs_ros.pipeline import EvsPipeline
+    model_config = ModelConfig(device='cpu', engine=CPU_ENGINES[0], input_short_side=64,
+                               refiner='')
+    model, _ = load_models(model_config, False)
+    config = replace(EvsConfig(), model=model_config, operating_point=operating_point('PERFRAME'))
+    EvsPipeline(config, model).process(frames[0])
+    assert list(model.runner.built) == ['1x3x65x129']
+    half = replace(config, operating_point=replace(config.operating_point, downscale=0.5))
+    EvsPipeline(half, model).process(frames[1])
+    assert sorted(model.runner.built) == ['1x3x33x65', '1x3x65x129']
+
+
+def test_sliding_windows_run_their_network_on_the_engine(frames, cache):
+    """model.window wraps the network: the engine still runs the network inside (one graph per
+    window shape), and its torch twin is the same windows on torch."""
+    from evs_ros.models.graph import TorchRunner, runner_owner
+    from evs_ros.models.sliding import SlidingWindowModel
+    model, _ = load_models(ModelConfig(device='cpu', engine=CPU_ENGINES[0], window='64x96',
+                                       input_short_side=-1, refiner=''), False)
+    assert isinstance(model, SlidingWindowModel)
+    runner = runner_owner(model).runner
+    assert isinstance(runner, EngineRunner) and engine_name(model) == CPU_ENGINES[0]
+    reference = torch_twin(model)
+    assert isinstance(reference, SlidingWindowModel)
+    assert isinstance(runner_owner(reference).runner, TorchRunner)
+    assert runner_owner(model).runner is runner
+    _check_parity(model.predict(frames[0]).probs, reference.predict(frames[0]).probs)
+    assert runner.built and runner.failure is None
+    for key in runner.built:  # window shapes only, padded by ICNet to 32k + 1
+        height, width = (int(side) for side in key.split('x')[2:])
+        assert height <= 65 and width <= 97
+
+
+def test_a_static_graph_refuses_another_input_size():
+    engines.check_input_shape('data', (1, 3, 65, 129), (1, 3, 65, 129), 'plan')
+    engines.check_input_shape('data', (1, 3, -1, -1), (1, 3, 33, 65), 'plan')
+    with pytest.raises(ValueError, match=r'built for \(1, 3, 65, 129\), got \(1, 3, 33, 65\)'):
+        engines.check_input_shape('data', (1, 3, 65, 129), (1, 3, 33, 65), 'TensorRT plan')
+
+
+def test_evs_export_builds_graphs_at_the_network_input_scale(cache, capsys):
+    """--size is the camera frame; the graphs are those of the frames the pipeline gives the
+    network: scaled to model.input_short_side, times each --downscale D."""
+    from evs_ros.tools.cli import main as evs_main
+    assert evs_main(['export', '--format', 'engine', '--backend', 'icnet:default', '--refiner',
+                     '', '--engine', CPU_ENGINES[0], '--set', 'model.input_short_side=64',
+                     '--size', '128x256', '--downscale', '1.0,0.5']) == 0
+    printed = capsys.readouterr().out
+    assert '1x3x65x129' in printed and '1x3x33x65' in printed and '1x3x129x257' not in printed
+    assert evs_main(['export', '--format', 'engine', '--backend', 'icnet:default',
+                     '--downscale', '2']) == 2
+    assert '--downscale' in capsys.readouterr().err

@@ -261,27 +261,35 @@ class OnnxModel(MappedClassesModel):
             self.dnn.setInput(data)
             return _prediction(self.dnn.forward(list(self.output_names)))
         import torch
-        outputs = self._session(torch.get_num_threads()).run([torch.from_numpy(data)])
+        session = self._session(torch.get_num_threads(), tuple(data.shape))
+        outputs = session.run([torch.from_numpy(data)])
         return _prediction([output.float().cpu().numpy() for output in outputs])
 
-    def _session(self, threads: int):
-        session = self._sessions.get(threads)
+    def _session(self, threads: int, shape: tuple):
+        """The session for ``threads`` (and, for TensorRT, the input ``shape``).
+
+        A file with a dynamic input runs every size on OpenVINO and ONNX Runtime; TensorRT
+        builds one plan per size, so that each plan serves exactly the size it was built for.
+        """
+        key = (threads, shape if self.engine == 'tensorrt' else None)
+        session = self._sessions.get(key)
         if session is None:
             from evs_ros.models.engines import SessionSpec, open_session
             session = open_session(SessionSpec(
                 self.engine, self.path, (self.input_name,), self.output_names, threads,
-                self.precision, self.device_type, self._plan_path()))
-            self._sessions[threads] = session
+                self.precision, self.device_type, self._plan_path(shape), (shape,)))
+            self._sessions[key] = session
         return session
 
-    def _plan_path(self) -> str:
-        """TensorRT: where the plan built from this file is cached (engines folder)."""
+    def _plan_path(self, shape: tuple) -> str:
+        """TensorRT: where the plan built from this file for ``shape`` is cached."""
         if self.engine != 'tensorrt':
             return ''
         from evs_ros.models import engine_cache
         from evs_ros.models.engines import engine_version
         folder = engine_cache.graph_dir('onnx-file', engine_cache.file_hash(self.path))
-        return os.path.join(folder, f'tensorrt{engine_version("tensorrt")}-{self.precision}.plan')
+        return os.path.join(folder, f'{engine_cache.shape_key([shape])}-tensorrt'
+                            f'{engine_version("tensorrt")}-{self.precision}.plan')
 
 
 def _read_onnx_with_cv2(cv2, path: str):

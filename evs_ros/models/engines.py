@@ -173,6 +173,8 @@ class SessionSpec:
         precision: fp32, fp16, bf16 or int8 (from :func:`choose_precision`).
         device_type: 'cpu' or 'cuda'.
         plan_path: TensorRT only: where the built engine plan is cached.
+        input_shapes: the shapes of the inputs the session serves (TensorRT builds a graph with
+            dynamic axes for exactly these; other engines do not need them).
     """
 
     engine: str
@@ -183,6 +185,7 @@ class SessionSpec:
     precision: str
     device_type: str = 'cpu'
     plan_path: str = ''
+    input_shapes: Tuple[Tuple[int, ...], ...] = ()
 
 
 def open_session(spec: SessionSpec):
@@ -282,12 +285,19 @@ class TensorRtSession:
             raise RuntimeError(f'TensorRT cannot read its plan {spec.plan_path}')
         self.context = self.engine.create_execution_context()
         self.input_names, self.output_names = spec.input_names, spec.output_names
+        self.input_shapes = tuple(tuple(self.engine.get_tensor_shape(name))
+                                  for name in self.input_names)
 
     def run(self, inputs) -> List:
         import torch
         stream = torch.cuda.current_stream()
-        for name, tensor in zip(self.input_names, inputs):
-            tensor = tensor.float().contiguous()
+        # Kept referenced until the engine ran: a converted copy must outlive the call.
+        tensors = [torch.as_tensor(tensor).to('cuda', torch.float32).contiguous()
+                   for tensor in inputs]
+        for name, built, tensor in zip(self.input_names, self.input_shapes, tensors):
+            check_input_shape(name, built, tuple(tensor.shape), 'TensorRT plan')
+            if any(dim < 0 for dim in built):
+                self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, int(tensor.data_ptr()))
         outputs = []
         for name in self.output_names:
@@ -300,6 +310,22 @@ class TensorRtSession:
         return outputs
 
 
+def check_input_shape(name: str, built: Sequence[int], given: Sequence[int], what: str) -> None:
+    """Refuse an input of another shape than the graph was built for.
+
+    ``built`` may hold -1 (or None) for a dynamic dimension. A static graph fed another size
+    would read the wrong memory (TensorRT) or be resized silently: a network's input scale
+    (``model.input_short_side``) must reach it as it is, so a new size needs its own graph.
+
+    Raises:
+        ValueError: naming the tensor, both shapes and what was built.
+    """
+    if len(built) != len(given) or any(
+            dim is not None and dim >= 0 and dim != size for dim, size in zip(built, given)):
+        raise ValueError(f'{what}: input {name} was built for {tuple(built)}, got '
+                         f'{tuple(given)} (a new input size needs its own graph)')
+
+
 def _build_tensorrt_plan(trt, logger, spec: SessionSpec) -> bytes:
     builder = trt.Builder(logger)
     network = builder.create_network(0)
@@ -309,6 +335,17 @@ def _build_tensorrt_plan(trt, logger, spec: SessionSpec) -> bytes:
         raise RuntimeError(f'TensorRT cannot parse {spec.graph_path}: {errors}')
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
+    dynamic = [network.get_input(index) for index in range(network.num_inputs)
+               if any(dim < 0 for dim in network.get_input(index).shape)]
+    if dynamic:  # one profile fixed at the shapes this plan serves
+        if len(spec.input_shapes) != network.num_inputs:
+            raise ValueError(f'{spec.graph_path} has dynamic inputs: TensorRT needs the input '
+                             'shapes to build for')
+        profile = builder.create_optimization_profile()
+        for index in range(network.num_inputs):
+            tensor, shape = network.get_input(index), tuple(spec.input_shapes[index])
+            profile.set_shape(tensor.name, shape, shape, shape)
+        config.add_optimization_profile(profile)
     if spec.precision == 'fp16':
         config.set_flag(trt.BuilderFlag.FP16)
     plan = builder.build_serialized_network(network, config)

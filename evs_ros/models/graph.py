@@ -206,7 +206,8 @@ class EngineRunner:
             session = engines.open_session(engines.SessionSpec(
                 self.engine, graph_path, tuple(self.module.input_names),
                 tuple(self.module.output_names), max(1, key[1]), self.precision,
-                self.device_type, self._plan_path(shapes)))
+                self.device_type, self._plan_path(shapes),
+                tuple(tuple(int(dim) for dim in shape) for shape in shapes)))
         except Exception as error:  # noqa: B902 - any exporter/engine failure: torch runs it
             self.failure = one_line(error)
             LOGGER.warning('%s: %s cannot run this graph (%s): it runs on torch', self.graph_name,
@@ -293,7 +294,9 @@ def use_engine(model, engine: str, precision: str = 'fp32', device_type: str = '
                calibration: Optional[Callable] = None, dynamic: bool = False) -> bool:
     """Run ``model``'s graph on ``engine``: its :class:`TorchRunner` becomes an
     :class:`EngineRunner` (same module); ``engine`` 'torch' puts the torch runner back. False
-    for a model without a torch graph (nothing changes)."""
+    for a model without a torch graph (nothing changes). A wrapper (sliding windows) hands its
+    network to the engine: the runner is the network's, whatever wraps it."""
+    model = runner_owner(model)
     runner = getattr(model, 'runner', None)
     torch_runner = runner.torch if isinstance(runner, EngineRunner) else runner
     if not isinstance(torch_runner, TorchRunner):
@@ -327,12 +330,29 @@ def engine_name(model) -> str:
 def torch_twin(model):
     """A shallow copy of ``model`` that runs on torch eager (shares its network): the
     per-frame torch reference of the benchmarks. ``model`` itself when it has no engine."""
-    runner = getattr(model, 'runner', None)
+    owner = runner_owner(model)
+    runner = getattr(owner, 'runner', None)
     if not isinstance(runner, EngineRunner):
         return model
     twin = copy.copy(model)
-    twin.runner = runner.torch
+    if owner is model:
+        twin.runner = runner.torch
+    else:  # a wrapper: the same wrapper around the network's torch twin
+        twin.model = torch_twin(model.model)
     return twin
+
+
+def runner_owner(model):
+    """Return the object whose ``runner`` runs the graph.
+
+    ``model`` itself, or the network a :class:`~evs_ros.models.sliding.SlidingWindowModel`
+    wraps (the wrapper reads every attribute it lacks from its network, but a ``runner``
+    assigned to the wrapper would never reach the network).
+    """
+    from evs_ros.models.sliding import SlidingWindowModel
+    while isinstance(model, SlidingWindowModel):
+        model = model.model
+    return model
 
 
 def set_background_builds(models: Sequence, enabled: bool = True) -> None:

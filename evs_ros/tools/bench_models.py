@@ -2,8 +2,12 @@
 
 Networks (``--networks``): ICNet at each ``--widths`` (1.0 = the official size, 0.5 = shipped),
 SegFormer-B0..B5 with the published shapes (``evs_ros.models.hf_random``) and ESPNetv2 at width
-s = 2.0 / 1.0 (``espnet-s2``, ``espnet-s1``). All have random weights (speed does not depend on
-them; seeded, so their engine graphs are cached once). Each network's Refiner is the shipped
+s = 2.0 / 1.0 (``espnet-s2``, ``espnet-s1``), with random weights (speed does not depend on
+them; seeded, so their engine graphs are cached once); or any network a backend SPEC names, with
+its real weights (``icnet:default``, ``espnet:PATH``, ``weights:NAME``, ``hf:MODEL``; ``auto`` is
+what ``model.backend: auto`` resolves to). ``--sizes`` are network input sizes: a SPEC network
+is timed at them whatever its training scale (``model.input_short_side`` scales a camera frame
+to the network input before this call). Each network's Refiner is the shipped
 architecture (residual head) taking that network's feature channels; its width is ICNet's, or
 ``--refiner-width`` for the other networks (the default of ``evs train refiner``).
 
@@ -75,6 +79,8 @@ def build_network(name: str, width_mult: float, device: str, fp16: bool = False)
     'segformer-bN' or 'espnet-sN'), random weights (seed 0), 19 classes, on torch (half
     precision on CUDA with ``fp16``)."""
     torch.manual_seed(0)
+    if is_spec(name):
+        return _load_spec(name, device, fp16)
     if name == 'icnet':
         from evs_ros.models.icnet import ICNet, IcnetModel
         network = ICNet(NUM_CLASSES, width_mult, aux_heads=False)
@@ -90,12 +96,29 @@ def build_network(name: str, width_mult: float, device: str, fp16: bool = False)
         _parameters(network)
 
 
-def build_refiner(channels: int, width_mult: float, device: str, fp16: bool = False):
+def is_spec(name: str) -> bool:
+    """True for a backend SPEC (``espnet:PATH``, ``auto``), False for a random network name."""
+    return ':' in name or name == 'auto'
+
+
+def _load_spec(spec: str, device: str, fp16: bool):
+    """(SegmentationModel on torch, parameter count) of a backend SPEC, its own weights."""
+    from evs_ros.models.backends import load_backend
+    from evs_ros.models.loading import resolve_backend_spec
+    model = load_backend(resolve_backend_spec(spec), device, fp16)
+    if getattr(model, 'runner', None) is None or not hasattr(model, 'device'):
+        raise ValueError(f'--networks {spec}: it has no torch graph for the engines to run')
+    network = getattr(model, 'network', None)
+    return model, (_parameters(network) if network is not None else None)
+
+
+def build_refiner(channels: int, width_mult: float, device: str, fp16: bool = False,
+                  num_classes: int = NUM_CLASSES):
     """The shipped Refiner architecture (residual head) for ``channels`` features, random
     weights (seed 1)."""
     from evs_ros.models.refiner import RefinerNet, TorchRefiner
     torch.manual_seed(1)
-    return TorchRefiner(RefinerNet(NUM_CLASSES, channels, width_mult, residual=True), device,
+    return TorchRefiner(RefinerNet(num_classes, channels, width_mult, residual=True), device,
                         fp16)
 
 
@@ -139,7 +162,7 @@ def bench_network(name: str, width_mult: float, refiner_width: float, size_wh: T
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     model, parameters = build_network(name, width_mult, device)
     channels = int(model.feature_channels or 0)
-    refiner = build_refiner(channels, refiner_width, device)
+    refiner = build_refiner(channels, refiner_width, device, num_classes=int(model.num_classes))
     cuda = model.device.type == 'cuda'
     prediction = model.predict(image)  # the Refiner gets inputs of the real shapes
     cases, aliases = _engine_cases(name, width_mult, refiner_width, model, refiner, device,
@@ -195,7 +218,8 @@ def _engine_cases(name, width_mult, refiner_width, model, refiner, device, engin
         base, base_refiner = model, refiner
         if precision == 'fp16' and device_type == 'cuda':  # torch fp16: half networks
             base = build_network(name, width_mult, device, fp16=True)[0]
-            base_refiner = build_refiner(refiner.feature_channels, refiner_width, device, True)
+            base_refiner = build_refiner(refiner.feature_channels, refiner_width, device, True,
+                                         int(refiner.num_classes))
         for engine in engines:
             used = resolve_engine(engine, device_type)
             chosen, note = choose_precision(used, precision, device_type)
@@ -234,7 +258,11 @@ def parse_networks(text: str) -> List[str]:
     one."""
     from evs_ros.models.hf_random import segformer_variant
     names = []
-    for item in (part.strip().lower() for part in text.split(',') if part.strip()):
+    for item in (part.strip() for part in text.split(',') if part.strip()):
+        if is_spec(item):
+            names.append(item)
+            continue
+        item = item.lower()
         if item == 'icnet' or item in ('espnet-s2', 'espnet-s1'):
             names.append(item)
         else:
@@ -293,7 +321,7 @@ def markdown_table(rows: List[Dict[str, object]]) -> List[str]:
         engine = (row['engine'] if row['engine'].startswith(row['engine_used'])
                   else row['engine_used'] if row['engine_used'].startswith(row['engine'])
                   else f"{row['engine']} ({row['engine_used']})")
-        cells = (row['network'], width, row['size'], row['threads'], engine,
+        cells = (_short(row['network']), width, row['size'], row['threads'], engine,
                  row['network_ms'], row['network_ms_p90'], _times(row, 'network'),
                  row['refiner_ms'], row['refiner_ms_p90'], _times(row, 'refiner'),
                  row['build_s'] or '-')
@@ -301,6 +329,12 @@ def markdown_table(rows: List[Dict[str, object]]) -> List[str]:
             cells += (row.get('network_batch_ms_per_frame', '-'),)
         lines.append('| ' + ' | '.join(str(cell) for cell in cells) + ' |')
     return lines
+
+
+def _short(network: str) -> str:
+    """Return a network's name for a table: a SPEC's file without its folder."""
+    kind, sep, rest = network.partition(':')
+    return f'{kind}:{os.path.basename(rest)}' if sep and os.sep in rest else network
 
 
 def _times(row: Dict[str, object], part: str) -> str:
@@ -315,7 +349,8 @@ def write_markdown(report: Dict[str, object], path: str) -> None:
                          if version)
     lines = ['# evs bench models', '',
              f"Hardware: {common.hardware_line(hardware)}, device {hardware['device']}; "
-             f"{versions}. Random weights, {NUM_CLASSES} classes; median and p90 of "
+             f"{versions}. Random weights (networks named by a SPEC: their own), "
+             f"{NUM_CLASSES} classes; median and p90 of "
              f"{report['repeats']} calls after {report['warmup']} warm-up, the engines of a "
              'case called in turns. x torch: speed-up against torch eager in the same case; '
              'graph build s: export + compile of the shape (network and Refiner, first use '
@@ -331,7 +366,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='markdown table (default: --out with .md)')
     parser.add_argument('--networks', default=NETWORKS,
                         help='comma list of icnet, segformer-b0 .. segformer-b5, espnet-s2, '
-                             'espnet-s1 (default: %(default)s)')
+                             'espnet-s1 (random weights) or backend SPECs with their own '
+                             'weights (icnet:default, espnet:PATH, weights:NAME, auto; '
+                             'default: %(default)s)')
     parser.add_argument('--engines', default='torch',
                         help='comma list of torch, openvino, onnxruntime, tensorrt, auto '
                              f'(default: %(default)s; all: {ENGINES})')
