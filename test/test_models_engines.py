@@ -1,6 +1,8 @@
-"""Engines (issue 18): every engine installed here gives the labels of torch eager on the shipped
-ICNet, its Refiner and a tiny random SegFormer; graphs are exported once per input shape, cached
-atomically and reused; a network that cannot be exported runs on torch with one line.
+"""Engines (issue 18).
+
+Every engine installed here gives the labels of torch eager on the shipped ICNet, its Refiner and a
+tiny random SegFormer; graphs are exported once per input shape, cached atomically and reused; a
+network that cannot be exported runs on torch with one line.
 
 Tolerances (stated here, checked for every engine that installs): labels agree with torch eager
 on >= 99.5 % of pixels; fp32 probabilities within 1e-4 (absolute) of torch's; bf16 within 0.15.
@@ -60,8 +62,10 @@ def _check_parity(probs, reference, precision='fp32'):
 
 
 def test_the_engines_this_project_installs_are_here():
-    """requirements.txt installs both CPU engines: the parity tests below must not be skipped
-    by accident."""
+    """requirements.txt installs both CPU engines.
+
+    The parity tests below must not be skipped by accident.
+    """
     assert CPU_ENGINES == ['openvino', 'onnxruntime']
 
 
@@ -97,9 +101,11 @@ def test_tiny_segformer_matches_torch(engine, tmp_path, cache):
 
 @pytest.mark.parametrize('engine', CPU_ENGINES)
 def test_espnetv2_matches_torch(engine, frames, cache):
-    """ESPNetv2 (width 2.0, the published layout; random weights here, the real ones in
-    test_real_engines below when ../shared/real is there) exports with its pyramid's
-    adaptive pooling and matches torch."""
+    """ESPNetv2 exports with its pyramid's adaptive pooling and matches torch.
+
+    Width 2.0, the published layout; random weights here, the real ones in the test below when
+    ../shared/real is there.
+    """
     from evs_ros.models.espnet import ESPNetv2, EspnetModel
     torch.manual_seed(0)
     model = EspnetModel(ESPNetv2(2.0, 20).eval(), 'cpu')
@@ -159,7 +165,7 @@ def test_graphs_are_cached_per_shape_and_reused(frames, cache, monkeypatch):
 
 def test_a_killed_export_leaves_nothing_half_written(cache, tmp_path):
     """An export killed mid-write leaves only a temporary, which the next export removes."""
-    script = textwrap.dedent('''
+    script = textwrap.dedent("""
         import sys, time, torch
         sys.path.insert(0, %r)
         from evs_ros.models.backends import load_backend
@@ -174,7 +180,7 @@ def test_a_killed_export_leaves_nothing_half_written(cache, tmp_path):
         model = load_backend('icnet:default', 'cpu')
         use_engine(model, 'onnxruntime')
         model.predict(__import__('numpy').zeros((64, 96, 3), 'uint8'))
-    ''' % TEST_DIR)
+    """ % TEST_DIR)
     process = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE,
                                env=dict(os.environ), text=True)
     try:
@@ -328,9 +334,12 @@ def test_runner_for_tensorrt_keys_its_plan_by_version_precision_and_gpu(monkeypa
 @pytest.mark.skipif('openvino' not in CPU_ENGINES or not engines.engine_version('nncf'),
                     reason='needs openvino and nncf')
 def test_int8_is_calibrated_on_the_users_frames_and_cached(frames, cache, tmp_path, caplog):
-    """model.precision int8 (opt-in): NNCF quantises the keyframe network on the frames the user
-    names, once per shape (cached); labels stay close to torch eager (>= 97 % here: the speed and
-    mIoU change are measured in docs/benchmarks.md section 13); the Refiner stays fp32."""
+    """model.precision int8 (opt-in).
+
+    NNCF quantises the keyframe network on the frames the user names, once per shape (cached);
+    labels stay close to torch eager (>= 97 % here: the speed and mIoU change are measured in
+    docs/benchmarks.md section 13); the Refiner stays fp32.
+    """
     import cv2
     folder = tmp_path / 'calibration' / 'sub'
     folder.mkdir(parents=True)
@@ -380,9 +389,11 @@ def test_evs_export_builds_the_engine_graphs_the_warm_up_opens(cache, capsys):
 
 
 def test_the_network_input_scale_reaches_the_engine_as_it_is(frames, cache):
-    """model.input_short_side (issue 21) decides the engine graph's size: the pipeline scales
-    the 256x128 camera to short side 64 and the engine builds its graph for 128x64 (ICNet pads
-    to 65x129); another D builds another graph, never a resize of the first."""
+    """model.input_short_side (issue 21) decides the engine graph's size.
+
+    The pipeline scales the 256x128 camera to short side 64 and the engine builds its graph for
+    128x64 (ICNet pads to 65x129); another D builds another graph, never a resize of the first.
+    """
     from dataclasses import replace
 
     from evs_ros.config import EvsConfig, operating_point
@@ -399,8 +410,11 @@ def test_the_network_input_scale_reaches_the_engine_as_it_is(frames, cache):
 
 
 def test_sliding_windows_run_their_network_on_the_engine(frames, cache):
-    """model.window wraps the network: the engine still runs the network inside (one graph per
-    window shape), and its torch twin is the same windows on torch."""
+    """model.window wraps the network.
+
+    The engine still runs the network inside (one graph per window shape), and its torch twin is
+    the same windows on torch.
+    """
     from evs_ros.models.graph import TorchRunner, runner_owner
     from evs_ros.models.sliding import SlidingWindowModel
     model, _ = load_models(ModelConfig(device='cpu', engine=CPU_ENGINES[0], window='64x96',
@@ -427,8 +441,11 @@ def test_a_static_graph_refuses_another_input_size():
 
 
 def test_evs_export_builds_graphs_at_the_network_input_scale(cache, capsys):
-    """--size is the camera frame; the graphs are those of the frames the pipeline gives the
-    network: scaled to model.input_short_side, times each --downscale D."""
+    """--size is the camera frame.
+
+    The graphs are those of the frames the pipeline gives the network: scaled to
+    model.input_short_side, times each --downscale D.
+    """
     from evs_ros.tools.cli import main as evs_main
     assert evs_main(['export', '--format', 'engine', '--backend', 'icnet:default', '--refiner',
                      '', '--engine', CPU_ENGINES[0], '--set', 'model.input_short_side=64',

@@ -95,8 +95,11 @@ def test_bench_with_random_icnet_and_refiner(tmp_path, random_icnet):
 
 @pytest.mark.parametrize('engine', ['onnxruntime', 'torch'])
 def test_bench_reports_its_engine_and_the_speed_against_torch(tmp_path, random_icnet, engine):
-    """The baseline PERFRAME runs on the keyframes' engine; per-frame torch eager is timed next
-    to it (what a user had without an engine) and every speedup is given against both."""
+    """The baseline PERFRAME runs on the keyframes' engine.
+
+    Per-frame torch eager is timed next to it (what a user had without an engine) and every speedup
+    is given against both.
+    """
     icnet_path, refiner_path = random_icnet
     report, out = bench(tmp_path, '--backend', f'icnet:{icnet_path}', '--refiner', refiner_path,
                         '--figure-propagations', '0', '--operating-points', 'EVS02', 'EVS07',

@@ -1,5 +1,6 @@
-"""The one table of network backends: every ``model.backend`` SPEC kind, what it names, how it
-loads and which engines run it.
+"""The one table of network backends.
+
+Every ``model.backend`` SPEC kind, what it names, how it loads and which engines run it.
 
 Read by the SPEC parser (:func:`split_spec`, ``evs_ros/models/backends.py``), the ``model.backend``
 help of the ROS parameter and of every ``--backend`` flag (:func:`spec_usage`), the README table
@@ -77,9 +78,9 @@ BACKENDS: Tuple[BackendKind, ...] = (
     BackendKind('torchscript', 'torchscript:PATH',
                 'a TorchScript file written by `evs export` (same input and outputs)',
                 'evs_ros.models.backends:load_torchscript_spec', 'export',
-                '`NAME.classes.txt`, else the file\'s `evs_meta.json`'),
+                "`NAME.classes.txt`, else the file's `evs_meta.json`"),
     BackendKind('tflite', 'tflite:PATH',
-                'a TensorFlow Lite network with a uint8 RGB input, e.g. Coral\'s int8 DeepLabv3 '
+                "a TensorFlow Lite network with a uint8 RGB input, e.g. Coral's int8 DeepLabv3 "
                 'for Cityscapes (LiteRT; a label-map output is labels-only: R is off; '
                 '`evs_ros/models/tflite.py`)',
                 'evs_ros.models.backends:load_tflite_spec', 'none',
@@ -107,14 +108,19 @@ def backend_kinds() -> Dict[str, BackendKind]:
 
 
 def spec_usage(aliases: bool = True) -> str:
-    """'auto, icnet:PATH|default, hf:MODEL, ...': every SPEC form, for help texts and errors
-    (without ``auto`` when not ``aliases``)."""
+    """'auto, icnet:PATH|default, hf:MODEL, ...'.
+
+    Every SPEC form, for help texts and errors (without ``auto`` when not ``aliases``).
+    """
     return ', '.join(row.usage for row in BACKENDS if aliases or ':' in row.usage)
 
 
 def split_spec(spec: str) -> Tuple[str, str]:
-    """'kind:rest' -> (kind, rest); ValueError listing the valid forms otherwise (``auto`` is
-    resolved before: ``evs_ros.models.loading.resolve_backend_spec``)."""
+    """'kind:rest' -> (kind, rest).
+
+    ValueError listing the valid forms otherwise (``auto`` is resolved before:
+    ``evs_ros.models.loading.resolve_backend_spec``).
+    """
     kind, sep, rest = str(spec).partition(':')
     if not sep or kind not in backend_kinds() or not rest:
         raise ValueError(f'backend SPEC {spec!r} is not one of {spec_usage()}')
@@ -122,7 +128,7 @@ def split_spec(spec: str) -> Tuple[str, str]:
 
 
 def markdown_table() -> List[str]:
-    """README's table of backends, one row per kind."""
+    """Return README's table of backends, one row per kind."""
     lines = ['| SPEC | network | engines | class names |', '|---|---|---|---|']
     for row in BACKENDS:
         usage = row.usage.replace('|', '\\|')  # a pipe inside a table cell

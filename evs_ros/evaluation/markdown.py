@@ -48,9 +48,11 @@ def table1_markdown(table, names) -> List[str]:
 
 
 def speed_markdown(report) -> List[str]:
-    """Markdown lines: the speed / accuracy table of all operating points (speedup against the
-    per-frame network on the same engine; with a torch reference also against per-frame torch
-    eager)."""
+    """Markdown lines.
+
+    The speed / accuracy table of all operating points (speedup against the per-frame network on
+    the same engine; with a torch reference also against per-frame torch eager).
+    """
     agreement = (report.get('data') or {}).get('kind') == 'clips'
     accuracy = 'agreement with per-frame %' if agreement else 'pixel acc %'
     torch_column = 'perframe_torch_hz' in report

@@ -155,10 +155,12 @@ def _warm_up(snippet: EvalSnippet, evaluator, extra) -> None:
 
 
 class TorchReference:
-    """The per-frame network on torch eager, next to a model on another engine: what a user has
-    without an engine. Timed exactly as the baseline PERFRAME (the synchronous pipeline on one
-    core) and, with the runtime, as the per-frame network with all threads on both cores.
-    Nothing is measured twice when the model runs on torch already."""
+    """The per-frame network on torch eager, next to a model on another engine.
+
+    What a user has without an engine. Timed exactly as the baseline PERFRAME (the synchronous
+    pipeline on one core) and, with the runtime, as the per-frame network with all threads on both
+    cores. Nothing is measured twice when the model runs on torch already.
+    """
 
     def __init__(self, model, config: EvsConfig, scoring: Scoring, runtime: bool = False):
         from evs_ros.models.graph import torch_twin

@@ -64,9 +64,11 @@ def _existing(path: str, what: str) -> str:
 
 
 def load_backend(spec: str, device: str = 'auto', fp16: bool = False):
-    """Build the ``SegmentationModel`` named by ``spec`` with the loader of its kind
-    (``evs_ros/config/backends.py``), on torch; :func:`evs_ros.models.loading.load_models`
-    then hands it to the configured engine."""
+    """Build the ``SegmentationModel`` named by ``spec`` with the loader of its kind.
+
+    The kinds are ``evs_ros/config/backends.py``'s; the model runs on torch, and
+    :func:`evs_ros.models.loading.load_models` then hands it to the configured engine.
+    """
     kind, rest = split_spec(spec)
     row = backend_kinds()[kind]
     if not row.loader:
@@ -193,8 +195,10 @@ def _file_class_names(path: str, fallback=None):
 
 
 class TorchScriptModel(MappedClassesModel):
-    """A TorchScript file from ``evs export`` as a ``SegmentationModel``; its module runs through
-    ``runner`` (torch, or an engine after an ONNX export)."""
+    """A TorchScript file from ``evs export`` as a ``SegmentationModel``.
+
+    Its module runs through ``runner`` (torch, or an engine after an ONNX export).
+    """
 
     graph_name = 'torchscript'
 
@@ -221,9 +225,11 @@ class TorchScriptModel(MappedClassesModel):
 
 
 class OnnxModel(MappedClassesModel):
-    """An ONNX file as a ``SegmentationModel``, run by an engine (:meth:`use_engine`):
-    OpenVINO, ONNX Runtime or TensorRT read the file itself; without an engine (the torch
-    reference has none for ONNX) ONNX Runtime, or OpenCV's ``cv2.dnn`` when it is missing."""
+    """An ONNX file as a ``SegmentationModel``, run by an engine (:meth:`use_engine`).
+
+    OpenVINO, ONNX Runtime or TensorRT read the file itself; without an engine (the torch reference
+    has none for ONNX) ONNX Runtime, or OpenCV's ``cv2.dnn`` when it is missing.
+    """
 
     def __init__(self, path: str, device: str = 'auto'):
         import onnx
@@ -266,7 +272,7 @@ class OnnxModel(MappedClassesModel):
         return _prediction([output.float().cpu().numpy() for output in outputs])
 
     def _session(self, threads: int, shape: tuple):
-        """The session for ``threads`` (and, for TensorRT, the input ``shape``).
+        """Return the session for ``threads`` (and, for TensorRT, the input ``shape``).
 
         A file with a dynamic input runs every size on OpenVINO and ONNX Runtime; TensorRT
         builds one plan per size, so that each plan serves exactly the size it was built for.

@@ -35,9 +35,12 @@ def engines_dir() -> str:
 
 
 def state_hash(module) -> str:
-    """sha256 (hex) of a torch module's state (names, dtypes, shapes, values) and of the source
-    files of its classes: the key of its cache entries, whatever file the weights came from; a
-    change of the network's code (a new evs_ros, transformers) is a new key."""
+    """Return the sha256 (hex) of a torch module's state and of its classes' source files.
+
+    The state is names, dtypes, shapes and values: the key of its cache entries, whatever file
+    the weights came from; a change of the network's code (a new evs_ros, transformers) is a new
+    key.
+    """
     digest = hashlib.sha256(type(module).__name__.encode())
     for code in sorted(_file_digest(path) for path in _source_files(module)):
         digest.update(code.encode())  # contents only: the same code anywhere, the same key
@@ -51,8 +54,10 @@ def state_hash(module) -> str:
 
 
 def _source_files(module) -> set:
-    """The Python files that define the classes of ``module`` and of its submodules (their
-    module-level functions live there too)."""
+    """Return the Python files that define the classes of ``module`` and its submodules.
+
+    Their module-level functions live there too.
+    """
     import inspect
     files = set()
     for item in module.modules():
@@ -97,7 +102,7 @@ def parse_shape_key(key: str) -> List[Tuple[int, ...]]:
 
 
 def graph_dir(graph_name: str, weights_sha256: str, root: str = '') -> str:
-    """The folder of one graph's entries (not created)."""
+    """Return the folder of one graph's entries (not created)."""
     return os.path.join(root or engines_dir(), f'{graph_name}-{weights_sha256[:16]}')
 
 
@@ -112,8 +117,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def sweep_temporaries(folder: str) -> List[str]:
-    """Remove the temporaries that processes no longer alive left in ``folder`` (a killed
-    export); returns their names."""
+    """Remove the temporaries that processes no longer alive left in ``folder`` (a killed export).
+
+    Returns their names.
+    """
     removed = []
     try:
         names = os.listdir(folder)
@@ -139,8 +146,11 @@ def _remove(path: str) -> None:
 
 @contextlib.contextmanager
 def atomic_path(final_path: str) -> Iterator[str]:
-    """Yield a temporary path next to ``final_path``; rename it into place when the block ends
-    without an exception, remove it otherwise. The writer may make it a file or a folder."""
+    """Yield a temporary path next to ``final_path``.
+
+    Rename it into place when the block ends without an exception, remove it otherwise. The writer
+    may make it a file or a folder.
+    """
     folder = os.path.dirname(os.path.abspath(final_path))
     os.makedirs(folder, exist_ok=True)
     sweep_temporaries(folder)

@@ -37,7 +37,7 @@ OPENVINO_PRECISION = {'fp32': 'f32', 'fp16': 'f16', 'bf16': 'bf16'}
 
 
 def engine_version(engine: str) -> Optional[str]:
-    """The installed version of ``engine``'s package, None when it cannot be imported."""
+    """Return the installed version of ``engine``'s package, None when it cannot be imported."""
     try:
         module = importlib.import_module(ENGINE_MODULES.get(engine, engine))
     except Exception:  # noqa: B902 - missing or broken: not installed
@@ -144,7 +144,7 @@ _OPENVINO_LOCK = threading.Lock()
 
 
 def openvino_core():
-    """The process's one ``openvino.Core`` (creating one costs time and memory)."""
+    """Return the process's one ``openvino.Core`` (creating one costs time and memory)."""
     with _OPENVINO_LOCK:
         if 'core' not in _OPENVINO:
             import openvino
@@ -153,7 +153,7 @@ def openvino_core():
 
 
 def openvino_cpu_capabilities() -> Tuple[str, ...]:
-    """The CPU plugin's OPTIMIZATION_CAPABILITIES (FP32, BF16, FP16, INT8, ...)."""
+    """Return the CPU plugin's OPTIMIZATION_CAPABILITIES (FP32, BF16, FP16, INT8, ...)."""
     try:
         return tuple(openvino_core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))
     except Exception:  # noqa: B902 - no OpenVINO CPU plugin: no capability
@@ -189,7 +189,7 @@ class SessionSpec:
 
 
 def open_session(spec: SessionSpec):
-    """A session for ``spec``: ``run(list of torch tensors) -> list of torch tensors``."""
+    """Return a session for ``spec``: ``run(list of torch tensors) -> list of torch tensors``."""
     if spec.engine == 'openvino':
         return OpenVinoSession(spec)
     if spec.engine == 'onnxruntime':
@@ -200,7 +200,7 @@ def open_session(spec: SessionSpec):
 
 
 def _as_numpy(tensor) -> np.ndarray:
-    """A CPU float32 contiguous numpy view of a torch tensor (or array)."""
+    """Return a CPU float32 contiguous numpy view of a torch tensor (or array)."""
     if hasattr(tensor, 'detach'):
         tensor = tensor.detach()
         if tensor.device.type != 'cpu':
@@ -215,8 +215,10 @@ def _as_torch(arrays: Sequence[np.ndarray]) -> List:
 
 
 class OpenVinoSession:
-    """One compiled OpenVINO model (CPU plugin, latency hint, no CPU pinning so that it shares
-    the cores with the flow workers)."""
+    """One compiled OpenVINO model.
+
+    CPU plugin, latency hint, no CPU pinning so that it shares the cores with the flow workers.
+    """
 
     def __init__(self, spec: SessionSpec):
         core = openvino_core()
@@ -239,8 +241,10 @@ class OpenVinoSession:
 
 
 class OnnxRuntimeSession:
-    """One ONNX Runtime session (CPU provider; CUDA first with onnxruntime-gpu on a GPU); its
-    threads do not spin while idle, so that they leave the flow workers their cores."""
+    """One ONNX Runtime session (CPU provider; CUDA first with onnxruntime-gpu on a GPU).
+
+    Its threads do not spin while idle, so that they leave the flow workers their cores.
+    """
 
     def __init__(self, spec: SessionSpec):
         import onnxruntime
@@ -265,9 +269,12 @@ class OnnxRuntimeSession:
 
 
 class TensorRtSession:
-    """A TensorRT engine built from the ONNX graph (plan cached at ``spec.plan_path``), run on
-    torch CUDA tensors on the current stream. Written against the TensorRT 10 Python API; CI
-    never has TensorRT (``scripts/device_check.sh`` runs it where a GPU and TensorRT are)."""
+    """A TensorRT engine built from the ONNX graph, run on torch CUDA tensors.
+
+    The plan is cached at ``spec.plan_path``; it runs on the current stream. Written against the
+    TensorRT 10 Python API; CI never has TensorRT (``scripts/device_check.sh`` runs it where a GPU
+    and TensorRT are).
+    """
 
     def __init__(self, spec: SessionSpec):
         import tensorrt as trt

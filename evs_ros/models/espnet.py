@@ -484,8 +484,9 @@ def class_names_for(num_classes: int) -> Optional[Tuple[str, ...]]:
 
 
 class EspnetModel:
-    """ESPNetv2 as a ``SegmentationModel`` (``evs_ros/models/base.py``): numpy in, numpy out;
-    the network runs through ``runner`` (torch eager, or an engine: ``evs_ros/models/graph.py``).
+    """ESPNetv2 as a ``SegmentationModel`` (``evs_ros/models/base.py``): numpy in, numpy out.
+
+    The network runs through ``runner`` (torch eager, or an engine: ``evs_ros/models/graph.py``).
 
     Any input size works: the frame is padded bottom/right (mean colour) to a multiple of 16 and
     the outputs are cropped back to ``ceil(H / 2) x ceil(W / 2)`` (probabilities) and

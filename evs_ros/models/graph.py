@@ -42,9 +42,11 @@ RECENT_SHAPES = 3
 
 
 class ProbsAndFeatures(nn.Module):
-    """The graph of a network whose ``forward(data)`` returns ``{'logits', 'features'}``
-    (ICNet, ESPNetv2): ``data`` (N, 3, Hp, Wp) -> ``probs`` (softmax over C, float32) and
-    ``features`` (float32), both uncropped."""
+    """The graph of a network whose ``forward(data)`` returns ``{'logits', 'features'}``.
+
+    ICNet, ESPNetv2: ``data`` (N, 3, Hp, Wp) -> ``probs`` (softmax over C, float32) and
+    ``features`` (float32), both uncropped.
+    """
 
     input_names = ('data',)
     output_names = ('probs', 'features')
@@ -91,8 +93,10 @@ class TorchRunner:
 
 
 class EngineRunner:
-    """Runs a graph module on ``engine`` (openvino, onnxruntime, tensorrt), one static graph per
-    input shape (or one dynamic graph, ``dynamic``, for modules with ``dynamic_axes``).
+    """Runs a graph module on ``engine`` (openvino, onnxruntime, tensorrt).
+
+    One static graph per input shape (or one dynamic graph, ``dynamic``, for modules with
+    ``dynamic_axes``).
 
     Args:
         module: the graph (``input_names`` / ``output_names`` attributes name its tensors).
@@ -133,7 +137,7 @@ class EngineRunner:
 
     @property
     def folder(self) -> str:
-        """This graph's cache folder (hashes the weights on first use)."""
+        """Return where this graph's cache entries live (hashes the weights on first use)."""
         if self._folder is None:
             digest = engine_cache.state_hash(self.module)
             self._folder = engine_cache.graph_dir(self.graph_name, digest, self.cache_root)
@@ -231,7 +235,7 @@ class EngineRunner:
                             f'{engines.engine_version("tensorrt")}-{self.precision}-{gpu}.plan')
 
     def export(self, shapes) -> str:
-        """The cached ONNX file of ``shapes``, exported now (atomically) when missing."""
+        """Return the cached ONNX file of ``shapes``, exported now (atomically) when missing."""
         path = self.onnx_path(shapes)
         if os.path.isfile(path):
             engine_cache.touch(path)
@@ -267,8 +271,11 @@ class EngineRunner:
         return shapes
 
     def warm_up(self, limit: int = RECENT_SHAPES) -> List[str]:
-        """Open and run once the ``limit`` most recently used cached graphs (in this thread's
-        torch threads, the ones the inference worker uses); returns their shape keys."""
+        """Open and run once the ``limit`` most recently used cached graphs.
+
+        In this thread's torch threads, the ones the inference worker uses; returns their shape
+        keys.
+        """
         warmed = []
         for shapes in ([] if self.dynamic else self.cached_shapes(limit)):
             key = self._key(shapes)
@@ -281,8 +288,10 @@ class EngineRunner:
 
 
 def _export_copy(module: nn.Module) -> nn.Module:
-    """``module`` itself when it is on the CPU in float32, else a CPU float32 copy (the
-    exported graph is float32; engines choose their own precision)."""
+    """Return ``module`` itself when it is on the CPU in float32, else a CPU float32 copy.
+
+    The exported graph is float32; engines choose their own precision.
+    """
     tensors = list(module.parameters()) + list(module.buffers())
     if all(t.device.type == 'cpu' and t.dtype in (torch.float32, torch.int64, torch.bool)
            for t in tensors):
@@ -292,10 +301,13 @@ def _export_copy(module: nn.Module) -> nn.Module:
 
 def use_engine(model, engine: str, precision: str = 'fp32', device_type: str = 'cpu',
                calibration: Optional[Callable] = None, dynamic: bool = False) -> bool:
-    """Run ``model``'s graph on ``engine``: its :class:`TorchRunner` becomes an
-    :class:`EngineRunner` (same module); ``engine`` 'torch' puts the torch runner back. False
-    for a model without a torch graph (nothing changes). A wrapper (sliding windows) hands its
-    network to the engine: the runner is the network's, whatever wraps it."""
+    """Run ``model``'s graph on ``engine``.
+
+    Its :class:`TorchRunner` becomes an :class:`EngineRunner` (same module); ``engine`` 'torch'
+    puts the torch runner back. False for a model without a torch graph (nothing changes). A
+    wrapper (sliding windows) hands its network to the engine: the runner is the network's,
+    whatever wraps it.
+    """
     model = runner_owner(model)
     runner = getattr(model, 'runner', None)
     torch_runner = runner.torch if isinstance(runner, EngineRunner) else runner
@@ -310,15 +322,17 @@ def use_engine(model, engine: str, precision: str = 'fp32', device_type: str = '
 
 
 def engine_runners(*models) -> List[EngineRunner]:
-    """The :class:`EngineRunner` of each model that has one."""
+    """Return the :class:`EngineRunner` of each model that has one."""
     return [model.runner for model in models
             if model is not None and isinstance(getattr(model, 'runner', None), EngineRunner)]
 
 
 def engine_name(model) -> str:
-    """The engine that runs ``model`` now: ``torch`` (the reference), ``openvino``, ...;
+    """Return the engine that runs ``model`` now: ``torch`` (the reference), ``openvino``, ....
+
     ``torch (fallback)`` after an export failure; models without a runner report their own
-    ``engine`` attribute (``onnx:`` files), else ``python``."""
+    ``engine`` attribute (``onnx:`` files), else ``python``.
+    """
     runner = getattr(model, 'runner', None)
     if isinstance(runner, EngineRunner):
         return f'{runner.engine} (failed: torch)' if runner.failure else runner.engine
@@ -328,8 +342,10 @@ def engine_name(model) -> str:
 
 
 def torch_twin(model):
-    """A shallow copy of ``model`` that runs on torch eager (shares its network): the
-    per-frame torch reference of the benchmarks. ``model`` itself when it has no engine."""
+    """Return a shallow copy of ``model`` that runs on torch eager (shares its network).
+
+    The per-frame torch reference of the benchmarks. ``model`` itself when it has no engine.
+    """
     owner = runner_owner(model)
     runner = getattr(owner, 'runner', None)
     if not isinstance(runner, EngineRunner):
@@ -363,11 +379,13 @@ def set_background_builds(models: Sequence, enabled: bool = True) -> None:
 
 def warm_up(model, refiner=None, size_hw: Tuple[int, int] = (256, 512),
             threads: Optional[int] = None) -> List[str]:
-    """The node's warm-up, before any camera frame: open (and run once) the most recently used
-    cached engine graphs of ``model`` and ``refiner`` with ``threads`` torch threads (those of
-    the inference worker), run the torch reference once on a gray ``size_hw`` frame (what runs a
-    new shape until its graph is built), then switch to background builds. Returns the graphs
-    opened, as ``'<graph> <shape>'``."""
+    """Return the node's warm-up, before any camera frame.
+
+    Open (and run once) the most recently used cached engine graphs of ``model`` and ``refiner``
+    with ``threads`` torch threads (those of the inference worker), run the torch reference once on
+    a gray ``size_hw`` frame (what runs a new shape until its graph is built), then switch to
+    background builds. Returns the graphs opened, as ``'<graph> <shape>'``.
+    """
     import numpy as np
     previous = torch.get_num_threads()
     if threads:

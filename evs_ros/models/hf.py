@@ -297,10 +297,12 @@ class HfSegmentationModel:
 
 
 class HfGraph(torch.nn.Module):
-    """The graph of a transformers network (what an engine runs, ``evs_ros/models/graph.py``):
-    normalised padded RGB ``data`` (1, 3, Hp, Wp) -> ``probs`` (softmax over the network's own
-    classes) and ``features`` (first stage), both float32 at 1/4, uncropped. Height and width
-    may be dynamic in an export (``dynamic_axes``)."""
+    """The graph of a transformers network (what an engine runs, ``evs_ros/models/graph.py``).
+
+    Normalised padded RGB ``data`` (1, 3, Hp, Wp) -> ``probs`` (softmax over the network's own
+    classes) and ``features`` (first stage), both float32 at 1/4, uncropped. Height and width may
+    be dynamic in an export (``dynamic_axes``).
+    """
 
     input_names = ('data',)
     output_names = ('probs', 'features')

@@ -126,9 +126,10 @@ def load_models(model_config: ModelConfig, need_refiner: bool = True):
 
 
 def use_engines(model_config: ModelConfig, spec: str, model, refiner=None) -> str:
-    """Hand ``model`` (loaded from ``spec``) and ``refiner`` to ``model.engine`` at
-    ``model.precision``; logs one line naming the engine and why (plus one for a refused
-    precision or a network the engine does not apply to). Returns the engine.
+    """Hand ``model`` (loaded from ``spec``) and ``refiner`` to ``model.engine``; return it.
+
+    At ``model.precision``; logs one line naming the engine and why (plus one for a refused
+    precision or a network the engine does not apply to).
 
     Raises:
         ImportError, ValueError: an explicitly requested engine is not installed or does not
@@ -170,8 +171,7 @@ def use_engines(model_config: ModelConfig, spec: str, model, refiner=None) -> st
 
 def _attach(model, engine: str, precision: str, device_type: str,
             model_config: ModelConfig) -> None:
-    """Swap ``model``'s torch runner for ``engine`` (an ONNX file model switches its
-    session)."""
+    """Swap ``model``'s torch runner for ``engine`` (an ONNX file model switches its session)."""
     from evs_ros.models.graph import use_engine
     if hasattr(model, 'use_engine'):
         model.use_engine(engine, precision)

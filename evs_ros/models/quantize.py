@@ -1,5 +1,6 @@
-"""INT8 post-training quantisation of a keyframe network with OpenVINO's NNCF (opt-in:
-``model.precision: int8``, ``model.engine: openvino``).
+"""INT8 post-training quantisation of a keyframe network with OpenVINO's NNCF.
+
+Opt-in: ``model.precision: int8``, ``model.engine: openvino``.
 
 The user names the frames to calibrate on (``model.calibration``): a video file, a ROS 2 bag
 directory (its first image topic) or a folder of images (searched recursively). Up to
@@ -86,8 +87,11 @@ def source_key(source: str) -> str:
 
 
 def calibration_source(model, source: str) -> Callable:
-    """``calibration(shapes) -> list of input tuples``: the user's frames resized to the
-    graph's input (N=1) shape and prepared by ``model.prepare``; ``.key`` names the source."""
+    """``calibration(shapes) -> list of input tuples``.
+
+    The user's frames resized to the graph's input (N=1) shape and prepared by ``model.prepare``;
+    ``.key`` names the source.
+    """
     import cv2
     frames = calibration_frames(source)
 
@@ -109,8 +113,11 @@ def calibration_source(model, source: str) -> Callable:
 
 
 def quantized_model(onnx_path: str, shapes, calibration: Callable) -> str:
-    """The OpenVINO int8 model (``.xml``) quantised from ``onnx_path`` on ``calibration``'s
-    frames at ``shapes``; cached (atomically) next to the ONNX file."""
+    """Return the OpenVINO int8 model (``.xml``) quantised from ``onnx_path``.
+
+    Calibrated on ``calibration``'s frames at ``shapes``; cached (atomically) next to the ONNX
+    file.
+    """
     import nncf
     import openvino
     from evs_ros.models.engines import engine_version, openvino_core

@@ -103,9 +103,11 @@ class RefinerNet(nn.Module):
 
 
 class RefinerGraph(nn.Module):
-    """The Refiner's graph (what an engine runs, ``evs_ros/models/graph.py``): preprocessed
-    image, warped probabilities (and warped features when the network takes them) ->
-    ``refined`` probabilities (softmax, float32) at the shape of the warped probabilities."""
+    """The Refiner's graph (what an engine runs, ``evs_ros/models/graph.py``).
+
+    Preprocessed image, warped probabilities (and warped features when the network takes them) ->
+    ``refined`` probabilities (softmax, float32) at the shape of the warped probabilities.
+    """
 
     output_names = ('refined',)
 
@@ -122,8 +124,9 @@ class RefinerGraph(nn.Module):
 
 
 class TorchRefiner:
-    """``RefinerModel`` (``evs_ros/models/base.py``) around a ``RefinerNet``: numpy in and out;
-    the network runs through ``runner`` (torch eager, or an engine: ``evs_ros/models/graph.py``).
+    """``RefinerModel`` (``evs_ros/models/base.py``) around a ``RefinerNet``: numpy in and out.
+
+    The network runs through ``runner`` (torch eager, or an engine: ``evs_ros/models/graph.py``).
     """
 
     graph_name = 'refiner'
@@ -152,9 +155,11 @@ class TorchRefiner:
 
     def prepare(self, image_bgr: np.ndarray, probs_warped: np.ndarray,
                 features_warped: Optional[np.ndarray]) -> tuple:
-        """The graph's input tensors on the device: image (1, 3, H, W) minus ICNet's means,
-        probabilities (1, C, h, w) and, when the network takes them, features (1, Cf, hf, wf)
-        (1x1 zeros for None)."""
+        """Return the graph's input tensors on the device.
+
+        Image (1, 3, H, W) minus ICNet's means, probabilities (1, C, h, w) and, when the network
+        takes them, features (1, Cf, hf, wf) (1x1 zeros for None).
+        """
         check_image(image_bgr)
         if probs_warped.ndim != 3 or probs_warped.shape[0] != self.num_classes:
             raise ValueError(f'probs_warped must be (C={self.num_classes}, h, w), '

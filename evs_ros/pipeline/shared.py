@@ -26,9 +26,11 @@ WARM_UP_HW = (256, 512)
 
 def warm_up(model, refiner=None, size_hw: Tuple[int, int] = WARM_UP_HW,
             threads: Optional[int] = None) -> float:
-    """Warm the networks up before any camera frame (:func:`evs_ros.models.graph.warm_up`:
-    cached engine graphs, the torch reference on a gray frame, background builds from then on);
-    returns the seconds it took."""
+    """Warm the networks up before any camera frame; return the seconds it took.
+
+    :func:`evs_ros.models.graph.warm_up`: cached engine graphs, the torch reference on a gray
+    frame, background builds from then on.
+    """
     from evs_ros.models.graph import warm_up as warm_up_graphs
     start = time.perf_counter()
     opened = warm_up_graphs(model, refiner, size_hw, threads)

@@ -53,8 +53,7 @@ def _sync(cuda: bool) -> None:
 
 def _time_interleaved(functions: Dict[str, Callable[[], object]], repeats: int, warmup: int,
                       cuda: bool) -> Dict[str, List[float]]:
-    """ms of each function, called in turns (one call each per round) after ``warmup``
-    rounds."""
+    """Return the ms of each function, called in turns (one call each per round) after warm-up."""
     for _ in range(warmup):
         for function in functions.values():
             function()
@@ -75,9 +74,11 @@ def _time_ms(function: Callable[[], object], repeats: int, warmup: int,
 
 
 def build_network(name: str, width_mult: float, device: str, fp16: bool = False):
-    """(SegmentationModel, parameter count) of ``name`` ('icnet' at ``width_mult``,
-    'segformer-bN' or 'espnet-sN'), random weights (seed 0), 19 classes, on torch (half
-    precision on CUDA with ``fp16``)."""
+    """Return (SegmentationModel, parameter count) of ``name``, on torch.
+
+    ``name`` is 'icnet' at ``width_mult``, 'segformer-bN' or 'espnet-sN' (random weights, seed 0,
+    19 classes) or a backend SPEC (its own weights); half precision on CUDA with ``fp16``.
+    """
     torch.manual_seed(0)
     if is_spec(name):
         return _load_spec(name, device, fp16)
@@ -97,7 +98,7 @@ def build_network(name: str, width_mult: float, device: str, fp16: bool = False)
 
 
 def is_spec(name: str) -> bool:
-    """True for a backend SPEC (``espnet:PATH``, ``auto``), False for a random network name."""
+    """Tell a backend SPEC (``espnet:PATH``, ``auto``) from a random network's name."""
     return ':' in name or name == 'auto'
 
 
@@ -114,8 +115,10 @@ def _load_spec(spec: str, device: str, fp16: bool):
 
 def build_refiner(channels: int, width_mult: float, device: str, fp16: bool = False,
                   num_classes: int = NUM_CLASSES):
-    """The shipped Refiner architecture (residual head) for ``channels`` features, random
-    weights (seed 1)."""
+    """Return the shipped Refiner architecture (residual head) with random weights (seed 1).
+
+    For ``channels`` features and ``num_classes`` classes.
+    """
     from evs_ros.models.refiner import RefinerNet, TorchRefiner
     torch.manual_seed(1)
     return TorchRefiner(RefinerNet(num_classes, channels, width_mult, residual=True), device,
@@ -127,14 +130,14 @@ def _parameters(network: torch.nn.Module) -> int:
 
 
 def resolve_engine(engine: str, device_type: str) -> str:
-    """What ``engine`` runs here ('auto' resolved); ImportError/ValueError when it cannot."""
+    """Return what ``engine`` runs here ('auto' resolved); ImportError/ValueError if it cannot."""
     from evs_ros.models.engines import choose_engine
     return choose_engine(engine, device_type)[0]
 
 
 def _on_engine(model, engine: str, device_type: str, precision: str = 'fp32',
                dynamic: bool = False):
-    """A copy of ``model`` (same network) whose graph runs on ``engine`` at ``precision``."""
+    """Return a copy of ``model`` (same network) whose graph runs on ``engine``, ``precision``."""
     import copy
     from evs_ros.models.graph import use_engine
     twin = copy.copy(model)
@@ -155,9 +158,12 @@ def bench_network(name: str, width_mult: float, refiner_width: float, size_wh: T
                   device: str, repeats: int, warmup: int, batch: int = 1,
                   engines: Tuple[str, ...] = ('torch',), dynamic: bool = False,
                   precisions: Tuple[str, ...] = ('fp32',)) -> List[Dict[str, object]]:
-    """One row per engine and precision: latency of ``predict`` of one network and of
-    ``refine`` of its Refiner at (W, H); with ``batch`` > 1 also ms per frame of ``batch``
-    frames in one ``predict_batch`` call (networks that have it; runtime.keyframe_batch)."""
+    """One row per engine and precision.
+
+    Latency of ``predict`` of one network and of ``refine`` of its Refiner at (W, H); with
+    ``batch`` > 1 also ms per frame of ``batch`` frames in one ``predict_batch`` call (networks
+    that have it; runtime.keyframe_batch).
+    """
     width, height = size_wh
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     model, parameters = build_network(name, width_mult, device)
@@ -207,10 +213,12 @@ def bench_network(name: str, width_mult: float, refiner_width: float, size_wh: T
 
 def _engine_cases(name, width_mult, refiner_width, model, refiner, device, engines, precisions,
                   dynamic) -> Dict[str, tuple]:
-    """(``{label: (precision, network, Refiner)}``, ``{label: (label it repeats, precision)}``):
-    each engine at each precision it runs (others skipped with one line), plus a dynamic-shape
-    graph with ``dynamic``; an engine already measured under another name (``auto``) is not
-    timed twice (one set of sessions fewer in memory) but reported with that one's times."""
+    """(``{label: (precision, network, Refiner)}``, ``{label: (label it repeats, precision)}``).
+
+    Each engine at each precision it runs (others skipped with one line), plus a dynamic-shape
+    graph with ``dynamic``; an engine already measured under another name (``auto``) is not timed
+    twice (one set of sessions fewer in memory) but reported with that one's times.
+    """
     from evs_ros.models.engines import choose_precision
     device_type = model.device.type
     cases, aliases, measured = {}, {}, {}
@@ -254,8 +262,10 @@ def _add_speedups(rows: List[Dict[str, object]]) -> None:
 
 
 def parse_networks(text: str) -> List[str]:
-    """'icnet,segformer-b0,espnet-s2' -> names; ValueError naming the choices for an unknown
-    one."""
+    """Parse 'icnet,segformer-b0,espnet-s2' (and SPECs) into names.
+
+    ValueError naming the choices for an unknown one.
+    """
     from evs_ros.models.hf_random import segformer_variant
     names = []
     for item in (part.strip() for part in text.split(',') if part.strip()):
@@ -284,8 +294,10 @@ def parse_precisions(text: str) -> List[str]:
 
 
 def parse_engines(text: str, device_type: str) -> List[str]:
-    """'torch,openvino,auto' -> the engines that run here (one line for each skipped one);
-    ValueError for an unknown name."""
+    """'torch,openvino,auto' -> the engines that run here (one line for each skipped one).
+
+    ValueError for an unknown name.
+    """
     from evs_ros.config import ENGINES as KNOWN
     engines = []
     for item in (part.strip().lower() for part in text.split(',') if part.strip()):
@@ -311,8 +323,10 @@ def parse_threads(text: str) -> List[int]:
 
 
 def markdown_table(rows: List[Dict[str, object]]) -> List[str]:
-    """One markdown row per measurement (ms medians and p90s, x torch; with a batch column when
-    any row was batched)."""
+    """Return one markdown row per measurement (ms medians and p90s, x torch).
+
+    With a batch column when any row was batched.
+    """
     batched = next((row['batch'] for row in rows if 'batch' in row), None)
     columns = COLUMNS + ((f'network ms per frame, {batched} in one call',) if batched else ())
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
@@ -349,8 +363,8 @@ def write_markdown(report: Dict[str, object], path: str) -> None:
                          if version)
     lines = ['# evs bench models', '',
              f"Hardware: {common.hardware_line(hardware)}, device {hardware['device']}; "
-             f"{versions}. Random weights (networks named by a SPEC: their own), "
-             f"{NUM_CLASSES} classes; median and p90 of "
+             f'{versions}. Random weights (networks named by a SPEC: their own), '
+             f'{NUM_CLASSES} classes; median and p90 of '
              f"{report['repeats']} calls after {report['warmup']} warm-up, the engines of a "
              'case called in turns. x torch: speed-up against torch eager in the same case; '
              'graph build s: export + compile of the shape (network and Refiner, first use '

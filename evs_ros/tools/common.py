@@ -295,9 +295,11 @@ def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
 
 
 def warm_up_engines(model, refiner, frame_bgr, config: EvsConfig) -> None:
-    """Run the network (and the Refiner) once on ``frame_bgr`` at the operating point's network
-    input size with the inference worker's threads: an engine builds (or opens from its cache)
-    the graph of that shape now, not on the first camera frame of a measurement."""
+    """Run the network (and the Refiner) once on ``frame_bgr`` at the network input size.
+
+    The operating point's size, with the inference worker's threads: an engine builds (or opens
+    from its cache) the graph of that shape now, not on the first camera frame of a measurement.
+    """
     import numpy as np
     import torch
 
@@ -314,7 +316,7 @@ def warm_up_engines(model, refiner, frame_bgr, config: EvsConfig) -> None:
 
 
 def progress_bar(total: int, desc: str, unit: str):
-    """A tqdm bar, or a silent stand-in where tqdm is not installed (a bare GPU machine)."""
+    """Return a tqdm bar, or a silent stand-in where tqdm is not installed (a bare GPU machine)."""
     try:
         from tqdm import tqdm
     except ImportError:
@@ -329,9 +331,11 @@ def progress_bar(total: int, desc: str, unit: str):
 
 
 def engine_report(model, refiner=None) -> Dict[str, object]:
-    """What runs the networks, for reports: ``engine`` (the network's: ``openvino``, ``torch``,
-    ...), its ``precision``, ``refiner_engine`` and ``engines`` (every engine's version, None
-    when missing)."""
+    """Return what runs the networks, for reports.
+
+    ``engine`` (the network's: ``openvino``, ``torch``, ...), its ``precision``, ``refiner_engine``
+    and ``engines`` (every engine's version, None when missing).
+    """
     from evs_ros.models.engines import engine_versions
     from evs_ros.models.graph import engine_name
     runner = getattr(model, 'runner', None)

@@ -1,5 +1,7 @@
-"""``evs export``: write an ICNet checkpoint as TorchScript or ONNX at a fixed input size, or
-build the engine graphs of any network ahead of time.
+"""``evs export``.
+
+Write an ICNet checkpoint as TorchScript or ONNX at a fixed input size, or build the engine graphs
+of any network ahead of time.
 
 - ``--format torchscript|onnx --out FILE``: the exported graph and how to load it back:
   :mod:`evs_ros.models.export` (ICNet checkpoints).
