@@ -297,14 +297,19 @@ def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
 def warm_up_engines(model, refiner, frame_bgr, config: EvsConfig) -> None:
     """Run the network (and the Refiner) once on ``frame_bgr`` at the network input size.
 
-    The operating point's size, with the inference worker's threads: an engine builds (or opens
-    from its cache) the graph of that shape now, not on the first camera frame of a measurement.
+    The size the pipeline gives the network (its input scale times the operating point's D,
+    :mod:`evs_ros.pipeline.network_input`), with the inference worker's threads: an engine
+    builds (or opens from its cache) the graph of that shape now, not on the first camera frame
+    of a measurement.
     """
     import numpy as np
     import torch
 
-    from evs_ros.pipeline.stepper import downscale_image
-    image = downscale_image(frame_bgr, config.operating_point.downscale)
+    from evs_ros.pipeline.network_input import (input_short_side, network_scale,
+                                                resize_for_network)
+    scale = network_scale(frame_bgr.shape[:2], config.operating_point.downscale,
+                          input_short_side(model))
+    image = resize_for_network(frame_bgr, scale)
     previous = torch.get_num_threads()
     torch.set_num_threads(config.runtime.inference_threads)
     try:
