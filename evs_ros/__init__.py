@@ -12,4 +12,4 @@ from pkgutil import extend_path
 # install, so search every evs_ros directory on sys.path for subpackages, in sys.path order.
 __path__ = extend_path(__path__, __name__)
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'

@@ -2,18 +2,25 @@
 
     ros2 launch evs_ros evs.launch.py image:=/camera/image_raw namespace:=front \
         params_file:=/path/to/evs.yaml operating_point:=EVS07 log_level:=debug rviz:=true
+    ros2 launch evs_ros evs.launch.py image:=/camera/image_raw image_transport:=compressed
     ros2 launch evs_ros evs.launch.py container:=/evs_container   # composable, no new process
 
-The node subscribes `<namespace>/image` (remapped to the `image` argument) and publishes
-`<namespace>/labels`, `labels_color`, `overlay`, `inconsistency_mask`, `status` and `/diagnostics`.
+The node subscribes `<namespace>/image` (remapped to the `image` argument; with
+`image_transport:=compressed` its compressed transport `<image>/compressed`) and publishes
+`<namespace>/labels`, `labels_color`, `overlay`, `inconsistency_mask`, `status`, `camera_info`
+(when the camera's sits elsewhere) and `/diagnostics`.
 
 - The params file decides the operating point unless `operating_point:=` is given.
+- `log_level:=` and `image_transport:=` are checked first: a bad value ends the launch with exit
+  code 1 and one line.
 - `rviz:=true` starts rviz2 only when it is installed (a warning otherwise; the node still runs)
   with a config generated from rviz/evs.rviz for this namespace and image topic; closing rviz2
   ends the launch. The node exiting ends it too (exit code 1 when the node failed).
 - `container:=NAME` loads `evs_ros::EvsNode` into the component container NAME (e.g. an
-  `evs_container`) through launch_ros LoadComposableNodes instead of starting a process; the
-  launch returns once it is loaded, and `log_level` then is the container's.
+  `evs_container`) with one composition_interfaces LoadNode call instead of starting a process:
+  the launch returns 0 once it is loaded, and 1 with one line when NAME offers no load service
+  within 10 s or the container refuses the node (the reason is the container's). `log_level`
+  then sets the loaded node's level.
 - The FastDDS profile with a large shared-memory segment is exported unless the user already set
   FASTDDS_DEFAULT_PROFILES_FILE (large images are lost with FastDDS defaults).
 """
@@ -22,24 +29,27 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueFunction,
+from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueCoroutine, OpaqueFunction,
                             RegisterEventHandler, SetEnvironmentVariable)
 from launch.event_handlers import OnProcessExit, OnShutdown
 from launch.events import Shutdown
 from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import LoadComposableNodes
 from launch_ros.actions import Node
-from launch_ros.descriptions import ComposableNode
 from launch_ros.parameter_descriptions import ParameterValue
 
-from evs_ros.ros.launch_support import find_rviz, parse_bool, write_rviz_config
+from evs_ros.ros.launch_support import (
+    find_rviz, load_into_container, load_request, node_overrides, parse_bool, parse_log_level,
+    write_rviz_config,
+)
 
 PACKAGE = 'evs_ros'
 NODE_NAME = 'evs_node'
 ARGUMENTS = (
     ('namespace', '', 'namespace of the node and its topics'),
     ('image', 'image', 'input sensor_msgs/Image topic (relative: under the namespace)'),
+    ('image_transport', 'raw', 'raw: subscribe <image>; compressed: subscribe '
+     '<image>/compressed (sensor_msgs/CompressedImage, JPEG or PNG)'),
     ('params_file', '', 'YAML parameters of evs_node'),
     ('operating_point', '', 'EVS01..EVS14 (paper Table 2), ADAPTIVE or PERFRAME; empty: the '
      "params file's preset (EVS05 when it names none)"),
@@ -65,19 +75,30 @@ def generate_launch_description():
 
 
 def launch_setup(context, share):
-    """Return the actions for the given arguments (run by launch once they are known)."""
+    """Return the actions for the given arguments (run by launch once they are known).
+
+    A bad argument raises its one-line reason (launch exit code 1).
+    """
     values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    values['log_level'] = parse_log_level(values['log_level'])
     if values['container']:
-        return [load_into_container(values)]
+        request = load_request(values, NODE_NAME)
+        return [OpaqueCoroutine(coroutine=load_and_report,
+                                args=[values['container'], request])]
     return evs_node(values) + rviz(values, share)
 
 
+async def load_and_report(context, container, request):
+    """Load the node into ``container``; a failure raises its one-line reason (exit code 1)."""
+    full_name = await load_into_container(container, request)
+    get_logger('evs.launch').info(f'loaded {full_name} into {container}')
+
+
 def node_parameters(values):
-    """Return the params file, then the operating point when given (later entries win)."""
+    """Return the params file, then what the arguments set (later entries win)."""
     parameters = [values['params_file']] if values['params_file'] else []
-    if values['operating_point']:
-        parameters.append({'operating_point.preset': ParameterValue(
-            values['operating_point'], value_type=str)})
+    parameters.append({name: ParameterValue(value, value_type=type(value))
+                       for name, value in node_overrides(values).items()})
     return parameters
 
 
@@ -102,21 +123,6 @@ def on_node_exit(event, context):
     if event.returncode != 0 and not getattr(context, 'is_shutdown', False):
         raise RuntimeError(f'{NODE_NAME} exited with code {event.returncode} (reason above)')
     return [EmitEvent(event=Shutdown(reason=f'{NODE_NAME} exited'))]
-
-
-def load_into_container(values):
-    """Return LoadComposableNodes of evs_ros::EvsNode into ``values['container']``."""
-    return LoadComposableNodes(
-        target_container=values['container'],
-        composable_node_descriptions=[ComposableNode(
-            package=PACKAGE,
-            plugin='evs_ros::EvsNode',
-            name=NODE_NAME,
-            namespace=values['namespace'],
-            parameters=node_parameters(values),
-            remappings=[('image', values['image'])],
-        )],
-    )
 
 
 def rviz(values, share):

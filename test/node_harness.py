@@ -1,18 +1,19 @@
 """Helpers for the DDS integration tests of the installed evs_node (not a test module).
 
 ``NodeHarness`` starts the node as its own process with the fake ``python:`` backend and attaches
-one :class:`~evs_ros.ros.player.FramePlayer` per camera prefix; everything is stopped by
+one :class:`~evs_ros.testing.player.FramePlayer` per camera prefix; everything is stopped by
 ``close()``. Frames are uniform colours, so the fake network's class (blue // 14) is known.
 """
 
 import os
+import threading
 import time
 from typing import Dict, Iterable, Optional
 
 import numpy as np
 
 from conftest import REPO
-from evs_ros.ros.player import OUTPUT_TOPICS, FramePlayer, start_node, stop_node
+from evs_ros.testing.player import OUTPUT_TOPICS, FramePlayer, start_node, stop_node
 
 PARAMS_FILE = os.path.join(REPO, 'config', 'evs.yaml')
 FAKE_BACKEND = 'python:fake_models:make_model'
@@ -45,12 +46,62 @@ def labels_array(msg) -> np.ndarray:
     return rows[:, :msg.width]
 
 
+class DiagnosticsRecorder:
+    """Records the /diagnostics arrays a player's node receives."""
+
+    def __init__(self, player):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        self.arrays = []
+        self.lock = threading.Lock()
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        player.node.create_subscription(DiagnosticArray, '/diagnostics', self._record, qos)
+
+    def _record(self, array):
+        with self.lock:
+            self.arrays.append(array)
+
+    def latest(self):
+        with self.lock:
+            return self.arrays[-1] if self.arrays else None
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.arrays)
+
+    def status(self, name: str):
+        """Return the newest DiagnosticStatus called ``name`` (None before the first)."""
+        with self.lock:
+            for array in reversed(self.arrays):
+                for status in array.status:
+                    if status.name == name:
+                        return status
+        return None
+
+    def seen(self, name: str, level: bytes, text: str) -> bool:
+        """Tell whether a status ``name`` so far had ``level`` and ``text`` in its message."""
+        with self.lock:
+            return any(status.name == name and status.level == level and text in status.message
+                       for array in self.arrays for status in array.status)
+
+    def values(self, array, name: str) -> dict:
+        """Return the key/value pairs of the status called ``name`` in ``array``."""
+        status = next(s for s in array.status if s.name == name)
+        return {kv.key: kv.value for kv in status.values}
+
+    def values_of(self, name: str) -> dict:
+        """Return the key/value pairs of the newest status ``name`` ({} before the first)."""
+        status = self.status(name)
+        return {} if status is None else {kv.key: kv.value for kv in status.values}
+
+
 class NodeHarness:
     """A running evs_node process plus players (one per camera prefix) in the test's domain."""
 
     def __init__(self, ros_env: dict, log_path: str, overrides: Dict[str, object] = None,
                  prefixes: Iterable[str] = ('',), reliable: bool = True,
-                 topics: Iterable[str] = OUTPUT_TOPICS, namespace: str = ''):
+                 topics: Iterable[str] = OUTPUT_TOPICS, namespace: str = '',
+                 ros_args: Iterable[str] = (), remaps: Dict[str, str] = None):
         params = {'model.backend': FAKE_BACKEND, 'model.refiner': "''",
                   'publish.qos_reliability': 'reliable' if reliable else 'best_effort',
                   'publish.input_qos_reliability': 'reliable' if reliable else 'best_effort',
@@ -58,8 +109,11 @@ class NodeHarness:
         params.update(overrides or {})
         self.log_path = log_path
         self.domain_id = int(ros_env['ROS_DOMAIN_ID'])
+        ros_args = list(ros_args)
+        for source, target in (remaps or {}).items():
+            ros_args += ['-r', f'{source}:={target}']
         self.process = start_node(ros_env, PARAMS_FILE, params, namespace=namespace,
-                                  log_path=log_path)
+                                  log_path=log_path, ros_args=tuple(ros_args))
         self.players = {}
         try:
             for prefix in prefixes:

@@ -80,6 +80,19 @@ class ServiceCaller:
         assert wait_until(future.done, timeout_s), f'{name}: no answer within {timeout_s} s'
         return future.result()
 
+    def query(self, srv_type, name: str, request, attempts: int = 3, timeout_s: float = 10.0):
+        """Call a service without side effects, asking again when no answer comes.
+
+        The first request after discovery can go unanswered: the server's reply writer may not
+        have matched this client's reader yet, and DDS drops the reply. Only for queries (a
+        repeated request changes nothing).
+        """
+        for _ in range(attempts):
+            future = self.call_async(srv_type, name, request, timeout_s)
+            if wait_until(future.done, timeout_s):
+                return future.result()
+        raise AssertionError(f'{name}: no answer to {attempts} requests of {timeout_s} s')
+
     def node_names(self) -> List[str]:
         """Fully qualified names of the nodes in the graph."""
         return [ns.rstrip('/') + '/' + name

@@ -23,7 +23,7 @@ from evs_ros.models import load_backend
 from evs_ros.models.backends import DEFAULT_REFINER
 from evs_ros.models.checkpoint import save_checkpoint
 from evs_ros.models.refiner import RefinerNet
-from evs_ros.ros.player import start_node, stop_node
+from evs_ros.testing.player import start_node, stop_node
 from evs_ros.tools.cli import main as evs_main
 from node_harness import PARAMS_FILE, labels_array, stamp
 from tiny_hf import FEATURE_CHANNELS, build_tiny_model, save_tiny_model
@@ -146,7 +146,7 @@ def test_node_with_w_and_r_on_and_off(harness, networks, family):
     assert get_parameter(node.player, 'class_names') == list(OWN_NAMES.values())
     frames = moving_frames()
     statuses = play(node, frames[:3], 0)
-    assert [s.keyframe for s in statuses] == [True, False, False]
+    assert [s.keyframe_requested for s in statuses] == [True, False, False]
     assert [s.refined for s in statuses] == [False, True, True]
     assert node.player.wait_for(lambda: node.player.count('labels') >= 3, 10)
     labels = [labels_array(msg) for msg in node.player.messages('labels')]
@@ -155,10 +155,10 @@ def test_node_with_w_and_r_on_and_off(harness, networks, family):
     own_ids = load_backend(f'hf:{model_dir}', device='cpu').predict(frames[0]).probs
     np.testing.assert_array_equal(labels[0][::4, ::4], own_ids.argmax(axis=0))
     assert set_parameter(node.player, 'operating_point.refine', False)
-    without_r = [s for s in play(node, frames[3:], 3) if not s.keyframe]
+    without_r = [s for s in play(node, frames[3:], 3) if not s.keyframe_requested]
     assert without_r and all(not s.refined and s.flow_ms > 0 for s in without_r)
     assert set_parameter(node.player, 'operating_point.warp', False)
-    without_w = [s for s in play(node, frames[:3], 6) if not s.keyframe]
+    without_w = [s for s in play(node, frames[:3], 6) if not s.keyframe_requested]
     assert without_w and all(s.flow_ms == 0 and not s.refined for s in without_w)
 
 
@@ -168,7 +168,7 @@ def test_node_with_the_shipped_refiner_and_another_network_runs_without_r(harnes
                     'operating_point.preset': 'EVS04'}, topics=('status',))
     assert node.wait_log('the shipped Refiner does not fit')
     statuses = play(node, moving_frames()[:3], 0)
-    assert [s.keyframe for s in statuses] == [True, False, False]
+    assert [s.keyframe_requested for s in statuses] == [True, False, False]
     assert not any(s.refined for s in statuses)
 
 

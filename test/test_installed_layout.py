@@ -30,7 +30,8 @@ def test_install_has_executables_launch_config_and_rviz():
 def test_generated_message_has_the_documented_fields():
     from evs_ros.msg import FrameStatus
     fields = FrameStatus.get_fields_and_field_types()
-    for name in ('header', 'camera', 'operating_point', 'keyframe', 'frames_since_keyframe',
+    for name in ('header', 'camera', 'operating_point', 'keyframe_requested',
+                 'labels_from_network', 'frames_since_keyframe',
                  'refined', 'inconsistent_fraction', 'flow_ms', 'inference_ms', 'latency_ms',
                  'frames_dropped'):
         assert name in fields

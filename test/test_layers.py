@@ -1,11 +1,14 @@
 """Layering.
 
 Imports point one way, config <- {data, flow} <- models <- pipeline <- {training, evaluation, bags}
-<- ros <- tools, and only evs_ros/ros imports ROS packages.
+<- ros <- testing <- tools, and only the ROS adapter (evs_ros/ros) and the DDS harness
+(evs_ros/testing) import ROS packages.
 
-``data`` is a leaf beside ``flow`` (labels, datasets, readers). ``tools`` may start the ROS node
-(``evs demo``, ``evs node``), so it sits above ``ros``; nothing below imports either. Command
-modules import only ``tools.common`` (``cli``/``bench`` dispatch by name with importlib).
+``data`` is a leaf beside ``flow`` (labels, datasets, readers). ``testing`` is the DDS harness of
+the tests and benchmarks (players, node sessions): not part of the node, so it sits above
+``ros``. ``tools`` may start the ROS node (``evs demo``, ``evs node``) through the harness, so it
+sits above both; nothing below imports either. Command modules import only ``tools.common``
+(``cli``/``bench`` dispatch by name with importlib).
 """
 
 import ast
@@ -20,7 +23,9 @@ ROS_MODULES = {'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs', 'rcl_inter
                'builtin_interfaces', 'cv_bridge', 'launch', 'launch_ros', 'vision_msgs',
                'lifecycle_msgs', 'composition_interfaces', 'ament_index_python'}
 LAYER = {'config': 0, 'errors': 0, 'data': 1, 'flow': 1, 'models': 2, 'pipeline': 3, 'training': 4,
-         'evaluation': 4, 'bags': 4, 'msg': 4, 'ros': 5, 'tools': 6}
+         'evaluation': 4, 'bags': 4, 'msg': 4, 'ros': 5, 'testing': 6, 'tools': 7}
+ROS_LAYERS = ('ros', 'testing')
+"""The layers that may import ROS packages: the node's adapter and the DDS harness."""
 
 
 def _imports(path: Path):
@@ -67,9 +72,9 @@ def test_imports_point_down_the_layers(relative, path):
     assert not upward, f'{relative} ({own}) imports a layer at or above it: {upward}'
 
 
-def test_only_the_ros_adapter_imports_ros_packages():
+def test_only_the_ros_adapter_and_the_harness_import_ros_packages():
     offenders = [f'{relative}: {name}' for relative, path in _sources()
-                 if _layer(relative) != 'ros' for name in _imports(path) if _is_ros(name)]
+                 if _layer(relative) not in ROS_LAYERS for name in _imports(path) if _is_ros(name)]
     assert not offenders, offenders
 
 

@@ -154,6 +154,49 @@ def test_non_monotonic_stamps_are_rejected():
     close_all(stream, worker)
 
 
+def test_zero_stamps_mean_no_stamp_and_are_taken_in_arrival_order(caplog):
+    stream, worker, out = make_stream(OPERATING_POINTS['EVS05'], TaggedModel())
+    base = texture()
+    for index in range(4):
+        assert stream.submit(tagged_frame(base, index), stamp_ns=0, meta=index)
+    assert stream.submit(tagged_frame(base, 4), stamp_ns=7, meta=4)  # stamps may start later
+    assert stream.submit(tagged_frame(base, 5), stamp_ns=0, meta=5)
+    assert stream.drain(TIMEOUT_S)
+    assert [r.meta for r in out.results] == list(range(6))
+    assert stream.stats()['rejected'] == 0
+    assert [r.message for r in caplog.records].count(
+        'cam: frames without a stamp (0): taken in arrival order, outputs keep the zero '
+        'stamp') == 1
+    close_all(stream, worker)
+
+
+def test_frames_smaller_than_the_network_stride_are_refused():
+    from evs_ros.pipeline.input_checks import NETWORK_STRIDE_PX, FrameRejected
+    model = TaggedModel()
+    stream, worker, out = make_stream(OPERATING_POINTS['EVS05'], model)
+    assert stream.min_side_px == NETWORK_STRIDE_PX == 32
+    for shape, cause in (((1, 1, 3), 'too_small'), ((8, 200, 3), 'too_small'),
+                         ((200, 31, 3), 'too_small'), ((64, 64), 'format')):
+        with pytest.raises(FrameRejected) as refused:
+            stream.submit(np.zeros(shape, np.uint8), stamp_ns=1)
+        assert refused.value.cause == cause
+    with pytest.raises(FrameRejected, match=r'frame 8x8 is smaller than the network\'s stride: '
+                       r'frames need at least 32 px on each side'):
+        stream.submit(np.zeros((8, 8, 3), np.uint8), stamp_ns=1)
+    assert stream.submit(np.zeros((32, 32, 3), np.uint8), stamp_ns=1)
+    assert stream.drain(TIMEOUT_S) and len(out.results) == 1
+    assert stream.stats()['frames_in'] == 1 and model.calls == 1
+    close_all(stream, worker)
+
+
+def test_a_network_may_state_its_own_stride():
+    from evs_ros.pipeline.input_checks import min_frame_side_px
+
+    class CoarseModel(TaggedModel):
+        stride_px = 64
+    assert min_frame_side_px(CoarseModel()) == 64 and min_frame_side_px(TaggedModel()) == 32
+
+
 def test_a_stamp_jumping_back_over_a_second_restarts_the_stream():
     stream, worker, out = make_stream(OPERATING_POINTS['EVS10'], TaggedModel())
     base = texture()

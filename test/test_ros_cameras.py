@@ -4,36 +4,10 @@ Topics nobody subscribes to are not published. Cameras share one inference worke
 own state and outputs.
 """
 
-import threading
-
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from node_harness import header_key, labels_array, stamp, uniform_frame
-
-
-class DiagnosticsRecorder:
-    """Records /diagnostics arrays on a player's node."""
-
-    def __init__(self, player):
-        self.arrays = []
-        self.lock = threading.Lock()
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        player.node.create_subscription(DiagnosticArray, '/diagnostics', self._record, qos)
-
-    def _record(self, array):
-        with self.lock:
-            self.arrays.append(array)
-
-    def latest(self):
-        with self.lock:
-            return self.arrays[-1] if self.arrays else None
-
-    def values(self, array, name: str) -> dict:
-        """Return the key/value pairs of the status called ``name`` in ``array``."""
-        status = next(s for s in array.status if s.name == name)
-        return {kv.key: kv.value for kv in status.values}
+from node_harness import (FAILING_BACKEND, DiagnosticsRecorder, header_key, labels_array, stamp,
+                          uniform_frame)
 
 
 def test_two_cameras_have_their_own_outputs_and_share_the_network(harness):
@@ -53,7 +27,8 @@ def test_two_cameras_have_their_own_outputs_and_share_the_network(harness):
         assert all(set(np.unique(labels_array(m))) == {blues[name] // 14} for m in labels)
         statuses = player.messages('status')
         assert {s.camera for s in statuses} == {name}
-        assert [s.keyframe for s in statuses].count(True) == 3  # EVS05: S=3 on its own frames
+        # EVS05: S=3 on its own frames
+        assert [s.keyframe_requested for s in statuses].count(True) == 3
         adopted = [s for s in statuses if s.inference_ms > 0]
         assert len(adopted) >= 2, 'keyframe results of this camera came back from the network'
         assert statuses[-1].frames_received == 9
@@ -81,8 +56,72 @@ def test_unsubscribed_outputs_are_skipped_and_diagnostics_count_them(harness):
     assert front['frames_out'] == '5' and front['operating_point'] == 'EVS05'
     rear = recorder.values(array, '/evs_node: rear')
     assert rear['published_labels'] == '0' and rear['frames_in'] == '0'
-    count = len(recorder.arrays)
-    assert node.player.wait_for(lambda: len(recorder.arrays) >= count + 2, 5)
-    stamps_s = [a.header.stamp.sec + a.header.stamp.nanosec * 1e-9 for a in recorder.arrays]
-    periods_s = np.diff(stamps_s)
-    assert np.all((periods_s > 0.5) & (periods_s < 1.5)), periods_s  # a 1 Hz timer
+    count = recorder.count()
+    assert node.player.wait_for(lambda: recorder.count() >= count + 2, 10), 'published again'
+    with recorder.lock:
+        arrays = list(recorder.arrays)
+    stamps_ns = [a.header.stamp.sec * 10**9 + a.header.stamp.nanosec for a in arrays]
+    assert stamps_ns == sorted(set(stamps_ns)), 'one array per period, stamped in order'
+    assert all(sorted(s.name for s in a.status) == ['/evs_node: front', '/evs_node: rear']
+               for a in arrays), 'every array has every camera'
+
+
+DIAG_SETTINGS = {'publish.diagnostics_stale_s': 3.0, 'publish.diagnostics_clear_frames': 4}
+
+
+def wait_level(node, recorder, level: bytes, text: str = '', name: str = '/evs_node: camera'):
+    """Wait until the newest status ``name`` has ``level`` and ``text`` in its message."""
+    def reached():
+        status = recorder.status(name)
+        return status is not None and status.level == level and text in status.message
+    assert node.player.wait_for(reached, 15), (recorder.status(name), node.log())
+
+
+def stream_until(node, recorder, level: bytes, first: int, name: str = '/evs_node: camera'):
+    """Send good frames one at a time, as a live camera would, until status ``name`` has ``level``.
+
+    Stamps start at index ``first``; returns the next free index.
+    """
+    index = first
+    while index < first + 1000:
+        status = recorder.status(name)
+        if status is not None and status.level == level:
+            return index
+        assert node.send_and_wait(uniform_frame(30), stamp(index)), node.log()
+        index += 1
+    raise AssertionError((recorder.status(name), node.log()))
+
+
+def test_diagnostics_go_stale_warn_and_back_to_ok(harness):
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from test_ros_robustness import BAD_MESSAGES
+    node = harness(DIAG_SETTINGS)
+    recorder = DiagnosticsRecorder(node.player)
+    wait_level(node, recorder, DiagnosticStatus.STALE, 'no frame received yet')
+    index = stream_until(node, recorder, DiagnosticStatus.OK, 0)
+    for offset, (_, _, build) in enumerate(BAD_MESSAGES[:3]):
+        node.player.publish_msg(build(stamp(index + offset)))
+    wait_level(node, recorder, DiagnosticStatus.WARN, 'input rejected (3 so far, see log)')
+    stream_until(node, recorder, DiagnosticStatus.OK, index + 3)  # good frames clear it
+    assert recorder.status('/evs_node: camera').message == 'ok'
+    values = recorder.values_of('/evs_node: camera')
+    assert (values['rejected_encoding'], values['rejected_empty']) == ('2', '1')
+    wait_level(node, recorder, DiagnosticStatus.STALE, 'no frame for')  # the camera stopped
+
+
+def test_diagnostics_report_an_error_while_the_network_fails(harness):
+    from diagnostic_msgs.msg import DiagnosticStatus
+    node = harness(dict(DIAG_SETTINGS, **{'model.backend': FAILING_BACKEND,
+                                          'operating_point.preset': 'PERFRAME',
+                                          'publish.diagnostics_stale_s': 30.0}))
+    recorder = DiagnosticsRecorder(node.player)
+    for index in range(3):
+        assert node.send_and_wait(uniform_frame(30), stamp(index))
+    wait_level(node, recorder, DiagnosticStatus.OK, 'ok')
+    for index in range(3, 6):  # the fake network fails on very blue frames
+        assert node.send_and_wait(uniform_frame(250), stamp(index))
+    wait_level(node, recorder, DiagnosticStatus.ERROR, 'network failed')
+    for index in range(6, 12):
+        assert node.send_and_wait(uniform_frame(30), stamp(index))
+    wait_level(node, recorder, DiagnosticStatus.OK, 'ok')
+    assert node.alive()

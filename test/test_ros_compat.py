@@ -51,3 +51,21 @@ def test_a_bad_override_is_refused_with_one_line_naming_the_parameter(make_node)
     with pytest.raises(ValueError) as error:
         params.declare(node, 'flow.scale', 1.0, params.descriptor('flow.scale', 1.0))
     assert str(error.value).startswith('flow.scale') and '\n' not in str(error.value)
+
+
+def test_integers_for_float_parameters_become_floats_where_rclpy_allows(make_node):
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    node = make_node()
+    node.declare_parameter('flow.scale', 0.5)
+    node.declare_parameter('flow.patch_size', 8)
+    registered = params.accept_integers_for_floats(node)
+    assert registered == hasattr(Node, 'add_pre_set_parameters_callback')  # Iron and later
+    result = node.set_parameters([Parameter('flow.scale', value=1)])[0]
+    if not registered:  # Humble: rclpy refuses the integer before any callback sees it
+        assert not result.successful
+        return
+    assert result.successful, result.reason
+    assert node.get_parameter('flow.scale').type_ == Parameter.Type.DOUBLE
+    assert node.get_parameter('flow.scale').value == 1.0
+    assert not node.set_parameters([Parameter('flow.patch_size', value=3.0)])[0].successful

@@ -9,9 +9,10 @@ import signal
 
 import pytest
 from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
+from rcl_interfaces.srv import GetParameters
 
 from counting_models import NETWORK_LOG_ENV, networks_built
-from evs_ros.ros.player import FramePlayer, stop_node
+from evs_ros.testing.player import FramePlayer, stop_node
 from ros_clients import (
     ServiceCaller, answer, exit_code, parameter_msg, read_log, start_executable, wait_until,
 )
@@ -178,3 +179,43 @@ def test_multi_threaded_container_serves_frames_while_loading(container):
     assert state.current_state.label == 'unconfigured'
     os.killpg(box.process.pid, signal.SIGTERM)
     assert exit_code(box.process) == 0 and 'Traceback' not in box.log(), box.log()
+
+
+def launch_values(**changes):
+    """Return the launch file's arguments as launch gives them to load_request (strings)."""
+    values = {'namespace': 'front', 'image': '/cam/image_raw', 'image_transport': 'raw',
+              'params_file': '', 'operating_point': 'evs9', 'log_level': 'info', 'rviz': 'false',
+              'container': '/evs_container'}
+    values.update(changes)
+    return values
+
+
+def test_the_launch_loader_loads_into_a_container_and_fails_in_one_line(container, tmp_path):
+    import asyncio
+    import yaml
+    from evs_ros.ros import launch_support
+    box = container()
+    params_file = tmp_path / 'params.yaml'
+    params_file.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        'model': {'backend': COUNTED, 'refiner': ''},
+        'publish': {'qos_reliability': 'reliable', 'qos_depth': 100}}}}))
+    request = launch_support.load_request(launch_values(params_file=str(params_file)), 'evs')
+    loaded = asyncio.run(launch_support.load_into_container('evs_container', request))
+    assert loaded == '/front/evs' and box.listed() == [(1, '/front/evs')]
+    preset = box.caller.call(GetParameters, '/front/evs/get_parameters',
+                             GetParameters.Request(names=['operating_point.preset']))
+    assert preset.values[0].string_value == 'EVS09'
+    assert wait_until(lambda: box.caller.node.count_subscribers('/cam/image_raw') == 1)
+
+    bad = launch_support.load_request(launch_values(params_file=str(params_file),
+                                                    operating_point='EVS99'), 'other')
+    with pytest.raises(RuntimeError) as refused:
+        asyncio.run(launch_support.load_into_container('/evs_container', bad))
+    assert str(refused.value).startswith('container /evs_container refused to load '
+                                         'evs_ros::EvsNode: operating_point.preset')
+    assert '\n' not in str(refused.value)
+    with pytest.raises(RuntimeError, match=r'container:=/nowhere: no component container offers '
+                       r'/nowhere/_container/load_node \(waited 1 s'):
+        asyncio.run(launch_support.load_into_container('/nowhere', request, wait_s=1.0))
+    assert box.listed() == [(1, '/front/evs')]
+    assert box.close() == 0, box.log()

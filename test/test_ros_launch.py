@@ -18,12 +18,12 @@ import pytest
 import yaml
 
 from evs_ros.ros import launch_support
-from evs_ros.ros.player import FramePlayer, stop_node
+from evs_ros.testing.player import FramePlayer, stop_node
 from node_harness import FAKE_BACKEND
 from test_ros_params import ParameterClient
 
-ARGUMENTS = ('namespace', 'image', 'params_file', 'operating_point', 'log_level', 'rviz',
-             'container')
+ARGUMENTS = ('namespace', 'image', 'image_transport', 'params_file', 'operating_point',
+             'log_level', 'rviz', 'container')
 RUNNER = """
 import sys
 from launch import LaunchService
@@ -67,7 +67,7 @@ def test_launch_file_parses_and_declares_every_argument():
     assert 'generate_launch_description' in functions
     strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)}
     assert set(ARGUMENTS) <= strings, set(ARGUMENTS) - strings
-    assert 'evs_ros::EvsNode' in strings and 'LoadComposableNodes' in source
+    assert 'load_into_container' in source and 'OpaqueCoroutine' in source
 
 
 @pytest.mark.parametrize('topic, namespace, resolved', [
@@ -317,3 +317,77 @@ def test_container_argument_loads_the_node_into_a_running_container(run_launch, 
     finally:
         code = stop_node(container)
     assert code == 0 and 'Traceback' not in log_path.read_text(), log_path.read_text()
+
+
+@pytest.mark.parametrize('value, expected', [('debug', 'debug'), ('INFO', 'info'),
+                                             ('warning', 'warn'), (' error ', 'error')])
+def test_log_levels(value, expected):
+    assert launch_support.parse_log_level(value) == expected
+
+
+def test_a_bad_log_level_or_transport_is_one_line():
+    with pytest.raises(ValueError, match=r'^log_level:=verbose: must be one of debug, info, '
+                       r'warn, error, fatal$'):
+        launch_support.parse_log_level('verbose')
+    with pytest.raises(ValueError, match=r'^image_transport:=jpeg: must be raw or compressed$'):
+        launch_support.parse_image_transport('jpeg')
+
+
+def test_arguments_override_the_params_file_in_the_load_request(tmp_path):
+    values = {'namespace': 'front', 'image': '/cam/image_raw', 'image_transport': 'compressed',
+              'params_file': fake_params_file(tmp_path, 'EVS09'), 'operating_point': 'EVS07',
+              'log_level': 'debug', 'rviz': 'false', 'container': 'evs_container'}
+    request = launch_support.load_request(values, 'evs_node')
+    assert (request.node_name, request.node_namespace, request.log_level) == \
+        ('evs_node', '/front', 10)
+    assert list(request.remap_rules) == ['image:=/cam/image_raw']
+    from rclpy.parameter import Parameter
+    params = {p.name: Parameter.from_parameter_msg(p).value for p in request.parameters}
+    assert params['operating_point.preset'] == 'EVS07' and params['model.backend'] == FAKE_BACKEND
+    assert params['publish.subscribe_compressed'] is True
+    values.update(operating_point='', image_transport='raw')
+    params = {p.name: Parameter.from_parameter_msg(p).value
+              for p in launch_support.load_request(values, 'evs_node').parameters}
+    assert params['operating_point.preset'] == 'EVS09'
+    assert params['publish.subscribe_compressed'] is False
+
+
+def error_lines(launch) -> list:
+    return [line for line in launch.output().splitlines() if '[ERROR]' in line]
+
+
+@needs_launch
+def test_a_bad_log_level_ends_the_launch_in_one_line(ros_env, tmp_path):
+    launch = Launch(ros_env, tmp_path / 'launch.log', log_level='verbose')
+    assert launch.wait() == 1, launch.output()
+    errors = error_lines(launch)
+    assert len(errors) == 1 and 'log_level:=verbose: must be one of debug' in errors[0]
+    assert 'Traceback' not in launch.output() and launch.node_pids() == []
+
+
+@needs_launch
+def test_an_unknown_container_ends_the_launch_in_one_line(ros_env, tmp_path):
+    launch = Launch(ros_env, tmp_path / 'launch.log', container='/nowhere')
+    assert launch.wait() == 1, launch.output()
+    errors = error_lines(launch)
+    assert len(errors) == 1 and 'no component container offers /nowhere/_container/load_node' \
+        in errors[0], launch.output()
+
+
+@needs_launch
+@pytest.mark.skipif(container_executable() is None, reason='evs_container is not installed')
+def test_a_refused_load_ends_the_launch_in_one_line(ros_env, tmp_path):
+    log_path = tmp_path / 'container.log'
+    with open(log_path, 'w') as log:
+        container = subprocess.Popen([container_executable()], env=ros_env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        launch = Launch(ros_env, tmp_path / 'launch.log', container='evs_container',
+                        params_file=fake_params_file(tmp_path, 'EVS99'))
+        assert launch.wait() == 1, launch.output()
+    finally:
+        code = stop_node(container)
+    errors = error_lines(launch)
+    assert len(errors) == 1 and 'refused to load evs_ros::EvsNode: operating_point.preset' in \
+        errors[0], launch.output()
+    assert code == 0, log_path.read_text()

@@ -12,9 +12,9 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
 from conftest import REPO
-from evs_ros.ros.player import FramePlayer, stop_node
+from evs_ros.testing.player import FramePlayer, stop_node
 from node_harness import uniform_frame, stamp
-from ros_clients import ServiceCaller, answer, exit_code, read_log, start_executable, wait_until
+from ros_clients import ServiceCaller, answer, read_log, start_executable, wait_until
 
 PARAMS_FILE = os.path.join(REPO, 'config', 'evs.yaml')
 NODE_PARAMS = {'model.backend': 'python:fake_models:make_model', 'model.refiner': "''",
@@ -59,7 +59,8 @@ class ManagedNode:
         return False
 
     def state(self) -> str:
-        response = self.caller.call(GetState, '/evs_lifecycle_node/get_state', GetState.Request())
+        response = self.caller.query(GetState, '/evs_lifecycle_node/get_state',
+                                     GetState.Request())
         return response.current_state.label
 
     def publishers(self) -> int:
@@ -106,17 +107,19 @@ def managed(ros_env, tmp_path):
 def test_outputs_only_while_active_and_shutdown_from_active(managed):
     node = managed()
     assert node.state() == 'unconfigured'
+    assert node.publishers() == 0, 'no topics before configure'
     assert node.change(Transition.TRANSITION_CONFIGURE) and node.state() == 'inactive'
     assert node.log().count('ready (warm-up') == 1
-    assert node.publishers() == 0 and node.silent(), 'no output before activate'
+    assert wait_until(lambda: node.publishers() == 1), 'publishers exist once configured'
+    assert node.silent(), 'no output before activate'
 
     assert node.change(Transition.TRANSITION_ACTIVATE) and node.state() == 'active'
     node.player.wait_for_node(node.process)
     assert node.answers(17) == {1}
 
     assert node.change(Transition.TRANSITION_DEACTIVATE) and node.state() == 'inactive'
-    assert wait_until(lambda: node.publishers() == 0)
     assert node.silent(), 'no output after deactivate'
+    assert node.publishers() == 1, 'the publishers stay while inactive'
 
     assert node.change(Transition.TRANSITION_ACTIVATE)
     node.player.wait_for_node(node.process)
@@ -125,6 +128,7 @@ def test_outputs_only_while_active_and_shutdown_from_active(managed):
     assert node.change(Transition.TRANSITION_DEACTIVATE)
     assert node.change(Transition.TRANSITION_CLEANUP) and node.state() == 'unconfigured'
     assert 'network released' in node.log()
+    assert wait_until(lambda: node.publishers() == 0), 'cleanup destroys the publishers'
     assert node.change(Transition.TRANSITION_CONFIGURE), 'configure again after cleanup'
     assert node.log().count('ready (warm-up') == 2, 'the network was loaded again'
     assert node.change(Transition.TRANSITION_ACTIVATE)
@@ -132,10 +136,12 @@ def test_outputs_only_while_active_and_shutdown_from_active(managed):
     assert node.answers(31) == {2}
 
     assert node.change(Transition.TRANSITION_ACTIVE_SHUTDOWN)
-    assert exit_code(node.process, 10) == 0, node.log()
-    log = node.log()
-    assert 'shut down: nothing is published, no network held' in log, log
-    assert 'Traceback' not in log, log
+    assert node.state() == 'finalized', 'a finalized node stays, as rclcpp lifecycle nodes do'
+    assert 'shut down (finalized): nothing is published, no network held' in node.log()
+    assert wait_until(lambda: node.publishers() == 0)
+    assert node.process.poll() is None, node.log()
+    assert node.close() == 0, 'SIGINT ends the finalized node with exit code 0'
+    assert 'Traceback' not in node.log(), node.log()
 
 
 def test_configure_with_a_bad_backend_fails_with_the_reason(managed):
@@ -148,4 +154,5 @@ def test_configure_with_a_bad_backend_fails_with_the_reason(managed):
     assert not node.try_change(Transition.TRANSITION_ACTIVATE), 'cannot activate unconfigured'
     assert node.state() == 'unconfigured' and node.process.poll() is None, node.log()
     assert node.change(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
-    assert exit_code(node.process, 10) == 0 and 'Traceback' not in node.log(), node.log()
+    assert node.state() == 'finalized'
+    assert node.close() == 0 and 'Traceback' not in node.log(), node.log()

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from evs_ros.config import PARAMETER_INFO, PRESET_NAMES
-from evs_ros.ros.player import FramePlayer, start_node, stop_node
+from evs_ros.testing.player import FramePlayer, start_node, stop_node
 from node_harness import FAKE_BACKEND, PARAMS_FILE
 from test_ros_params import ParameterClient
 

@@ -96,11 +96,11 @@ def test_preset_change_takes_effect_on_the_next_frame(node):
     harness, params = node()
     before = play(harness, 0, 6)
     assert {s.operating_point for s in before} == {'EVS05'}
-    assert [s.keyframe for s in before] == [True, False, False, True, False, False]
+    assert [s.keyframe_requested for s in before] == [True, False, False, True, False, False]
     assert all(r.successful for r in params.set(operating_point__preset='EVS10'))
     after = play(harness, 6, 12)
     assert {s.operating_point for s in after} == {'EVS10'}
-    assert [s.keyframe for s in after].count(True) == 1  # S=10 now (EVS05 would give 4)
+    assert [s.keyframe_requested for s in after].count(True) == 1  # S=10 now (EVS05 would give 4)
     assert harness.player.wait_for(
         lambda: params.get('operating_point.keyframe_interval') == [10], 10), \
         'the preset fields are written back for `ros2 param get`'
@@ -128,8 +128,8 @@ def test_warp_and_refine_switch_on_and_off_mid_stream(node, tmp_path):
     assert all(s.flow_ms > 0 for s in rewarped)
     assert all(r.successful for r in params.set(operating_point__refine=True))
     refined = play(harness, 9, 3)
-    assert all(s.refined and s.refine_ms > 0 for s in refined if not s.keyframe)
-    assert any(not s.keyframe for s in refined)
+    assert all(s.refined and s.refine_ms > 0 for s in refined if not s.keyframe_requested)
+    assert any(not s.keyframe_requested for s in refined)
     assert all(r.successful for r in params.set(operating_point__refine=False))
     assert not any(s.refined for s in play(harness, 12, 2))
 
@@ -141,8 +141,8 @@ def test_flow_and_iam_settings_change_at_run_time(node):
     assert all(r.successful for r in results)
     assert params.get('flow.scale', 'iam.backward_flow') == [0.5, 'dis']
     statuses = play(harness, 2, 4)
-    assert not any(s.keyframe for s in statuses[:1]) and len(statuses) == 4
-    assert all(0.0 <= s.inconsistent_fraction <= 1.0 for s in statuses if not s.keyframe)
+    assert not any(s.keyframe_requested for s in statuses[:1]) and len(statuses) == 4
+    assert all(0.0 <= s.inconsistent_fraction <= 1.0 for s in statuses if not s.keyframe_requested)
 
 
 BAD_CHANGES = [
@@ -169,4 +169,21 @@ def test_bad_values_are_rejected_with_a_reason_and_nothing_changes(node):
     assert params.get(*names) == before
     statuses = play(harness, 0, 4)
     assert {s.operating_point for s in statuses} == {'EVS05'}
-    assert [s.keyframe for s in statuses] == [True, False, False, True]
+    assert [s.keyframe_requested for s in statuses] == [True, False, False, True]
+
+
+def test_an_integer_for_a_float_parameter_is_taken_as_the_float(node):
+    from rclpy.node import Node
+    harness, params = node()
+    results = params.set(flow__scale=1, operating_point__downscale=1)  # `ros2 param set ... 1`
+    if not hasattr(Node, 'add_pre_set_parameters_callback'):  # Humble: README says give 1.0
+        assert not results[0].successful and 'Wrong parameter type' in results[0].reason
+        return
+    assert all(result.successful for result in results), results
+    values = params.call('get', names=['flow.scale', 'operating_point.downscale']).values
+    assert [(v.type, v.double_value) for v in values] == \
+        [(ParameterType.PARAMETER_DOUBLE, 1.0)] * 2
+    results = params.set(flow__scale=2)
+    assert not results[0].successful and 'flow.scale' in results[0].reason, 'ranges still hold'
+    results = params.set(operating_point__keyframe_interval=3.0)
+    assert not results[0].successful, 'a float for an integer parameter is still refused'

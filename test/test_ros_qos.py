@@ -11,7 +11,7 @@ from rclpy.qos import ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from evs_ros.msg import FrameStatus
-from evs_ros.ros.player import FramePlayer, start_node, stop_node
+from evs_ros.testing.player import FramePlayer, start_node, stop_node
 from node_harness import FAKE_BACKEND, PARAMS_FILE, stamp, uniform_frame
 
 TOPICS = ('labels', 'status')

@@ -17,7 +17,9 @@ from evs_ros.config.fields import (  # noqa: F401
     DEVICES, DIS_PRESETS, ENGINES, FLOW_METHODS, PRECISIONS, QOS_RELIABILITY, ParameterInfo,
     allowed_text, setting, validate_fields,
 )
-from evs_ros.config.flat import config_from_flat, load_yaml, to_flat, truth_value  # noqa: F401
+from evs_ros.config.flat import (  # noqa: F401
+    config_from_flat, load_parameters, load_yaml, to_flat, truth_value,
+)
 from evs_ros.config.sections import (  # noqa: F401
     BASELINE, OPERATING_POINT_FIELDS, OPERATING_POINTS, PARAMETER_INFO, PRESET_NAMES,
     RESTART_REQUIRED, SECTIONS,

@@ -91,16 +91,28 @@ def load_yaml(path: str, node_name: str = 'evs_node') -> EvsConfig:
 
     Nested mappings and dotted keys are both accepted; ``/**`` wildcards are honoured.
     """
+    params = load_parameters(path, node_name)
+    return config_from_flat({k: v for k, v in params.items() if k.split('.')[0] in SECTIONS})
+
+
+def load_parameters(path: str, node_name: str = 'evs_node', namespace: str = '') -> Dict[str, Any]:
+    """Return the dotted parameters a params file gives node ``node_name`` in ``namespace``.
+
+    Its ``/**`` section, then the sections naming the node (later ones win). A file without
+    ``ros__parameters`` is read as the parameters themselves.
+    """
     import yaml
     with open(path, encoding='utf-8') as stream:
         document = yaml.safe_load(stream) or {}
+    full_name = '/'.join(part for part in (namespace.strip('/'), node_name) if part)
     params = {}
-    for key in ('/**', node_name, '/' + node_name):
-        section = document.get(key, {})
+    for key in ('/**', '/**/' + node_name, node_name, '/' + node_name, full_name,
+                '/' + full_name):
+        section = document.get(key) or {}
         params.update(_flatten(section.get('ros__parameters', {})))
     if not params and 'ros__parameters' not in str(document):
         params = _flatten(document)
-    return config_from_flat({k: v for k, v in params.items() if k.split('.')[0] in SECTIONS})
+    return params
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:

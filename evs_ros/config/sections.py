@@ -290,6 +290,17 @@ class PublishConfig:
     inconsistency_mask: bool = setting(True, 'publish inconsistency_mask (mono8, IAM)')
     status: bool = setting(True, 'publish status (evs_ros/FrameStatus, per frame)')
     diagnostics: bool = setting(True, 'publish /diagnostics summaries')
+    diagnostics_stale_s: float = setting(3.0, '/diagnostics: STALE when no frame arrived for '
+                                         'this long (no camera, or it stopped)', (0.1, 3600.0))
+    diagnostics_min_output_ratio: float = setting(
+        0.5, '/diagnostics: WARN when the output rate falls below this fraction of the accepted '
+        'input rate (overload; 0 = never)', (0.0, 1.0))
+    diagnostics_clear_frames: int = setting(30, '/diagnostics: a WARN (rejected input) or ERROR '
+                                            '(network failure) clears after this many frames '
+                                            'without one', (1, 100000))
+    camera_info: bool = setting(True, 'republish the camera_info beside the image topic as '
+                                "camera_info beside the labels, with each output's header (not "
+                                'needed, and skipped, when the two are the same topic)')
     overlay_alpha: float = setting(0.5, 'weight of the colours in the overlay', (0.0, 1.0))
     qos_reliability: str = setting('reliable', 'outputs: reliable (REP-2003: serves reliable and '
                                    'best-effort subscribers) or best_effort',
@@ -299,7 +310,9 @@ class PublishConfig:
     input_qos_reliability: str = setting(
         'best_effort', 'image subscription: best_effort (sensor data, matches any camera driver) '
         'or reliable', choices=QOS_RELIABILITY, restart=True)
-    subscribe_compressed: bool = setting(False, 'also subscribe image/compressed', restart=True)
+    subscribe_compressed: bool = setting(
+        False, "subscribe <image>/compressed (sensor_msgs/CompressedImage, image_transport's "
+        'compressed transport of the remapped image topic) instead of <image>', restart=True)
 
     def __post_init__(self):
         validate_fields('publish', self)

@@ -28,7 +28,15 @@ SUPPORTED_ENCODINGS = tuple(_DECODERS)
 
 
 class ImageConversionError(ValueError):
-    """A message cannot be converted to an image; the text says what is wrong and the fix."""
+    """A message cannot be converted to an image; the text says what is wrong and the fix.
+
+    ``cause`` names the kind of problem (``encoding``, ``empty``, ``layout``, ``compressed``): a
+    node logs one line per kind, however many messages share it.
+    """
+
+    def __init__(self, text: str, cause: str = 'conversion'):
+        super().__init__(text)
+        self.cause = cause
 
 
 def stamp_to_ns(stamp) -> int:
@@ -66,15 +74,16 @@ def compressed_msg_to_bgr(msg) -> np.ndarray:
     if 'compresseddepth' in image_format.lower():
         raise ImageConversionError(
             f'CompressedImage format {image_format!r} is a depth image; EVS needs a colour '
-            'camera stream (subscribe to image/compressed, not image/compressedDepth)')
+            'camera stream (subscribe to image/compressed, not image/compressedDepth)',
+            'compressed')
     buffer = as_uint8_buffer(msg.data)
     if buffer.size == 0:
-        raise ImageConversionError('CompressedImage has no data')
+        raise ImageConversionError('CompressedImage has no data', 'compressed')
     bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageConversionError(
             f'cannot decode CompressedImage (format {image_format!r}, {buffer.size} bytes): '
-            'OpenCV does not recognise the data as an image (JPEG or PNG expected)')
+            'OpenCV does not recognise the data as an image (JPEG or PNG expected)', 'compressed')
     return bgr
 
 
@@ -84,19 +93,21 @@ def check_image_msg(msg) -> int:
     if encoding not in _DECODERS:
         raise ImageConversionError(
             f'unsupported image encoding {encoding!r}: EVS takes 8-bit colour or mono images '
-            f'({", ".join(SUPPORTED_ENCODINGS)}); convert or debayer upstream (e.g. image_proc)')
+            f'({", ".join(SUPPORTED_ENCODINGS)}); convert or debayer upstream (e.g. image_proc)',
+            'encoding')
     channels = _DECODERS[encoding][0]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
-        raise ImageConversionError(f'image is empty ({width}x{height} pixels)')
+        raise ImageConversionError(f'image is empty ({width}x{height} pixels)', 'empty')
     if step < width * channels:
         raise ImageConversionError(
-            f'step {step} is smaller than one row of {width} x {channels} bytes ({encoding})')
+            f'step {step} is smaller than one row of {width} x {channels} bytes ({encoding})',
+            'layout')
     size = len(msg.data)
     if size < height * step:
         raise ImageConversionError(
             f'image data has {size} bytes, expected at least height * step = '
-            f'{height} * {step} = {height * step}')
+            f'{height} * {step} = {height * step}', 'layout')
     return channels
 
 

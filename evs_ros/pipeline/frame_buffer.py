@@ -12,6 +12,8 @@ Rules a user can rely on:
   is rejected (``put`` returns False, ``rejected`` counted, a warning on the 'evs_ros' logger), so
   outputs stay in stamp order. A jump back by more than :data:`STAMP_JUMP_BACK_NS` (a looping
   bag, a reset simulation clock) is accepted instead and marks the frame ``restart``.
+* **No stamp.** A stamp of 0 (drivers that leave the header empty) means "no stamp": the frame is
+  taken in arrival order, without the order check, and the stream says so in one log line.
 """
 
 import collections
@@ -77,6 +79,7 @@ class LatestFrameBuffer:
         self._last_stamp: Optional[int] = None
         self._pending_drops = 0
         self._accepted = 0
+        self._unstamped = False
 
     @property
     def closed(self) -> bool:
@@ -102,7 +105,8 @@ class LatestFrameBuffer:
             restart = self._is_restart(stamp_ns)
             if restart is None:
                 return False
-            self._last_stamp = stamp_ns
+            if stamp_ns != 0:
+                self._last_stamp = stamp_ns
             self._stats.count('frames_in')
             self._frames.append(BufferedFrame(image_bgr, int(stamp_ns), meta, self._clock(),
                                               restart=restart, index=self._accepted))
@@ -146,7 +150,13 @@ class LatestFrameBuffer:
                 self._held_below = self._accepted
 
     def _is_restart(self, stamp_ns: int) -> Optional[bool]:
-        """Classify a stamp. False: in order; True: jumped back far (restart); None: rejected."""
+        """Classify a stamp.
+
+        False: in order (or no stamp: 0); True: jumped back far (restart); None: rejected.
+        """
+        if stamp_ns == 0:
+            self._note_no_stamp()
+            return False
         if self._last_stamp is None or stamp_ns > self._last_stamp:
             return False
         jump_back_ns = self._last_stamp - stamp_ns
@@ -156,6 +166,12 @@ class LatestFrameBuffer:
         LOGGER.warning('%s: stamp jumped back by %.1f s (bag loop or sim-time reset): '
                        'restarting the stream', self.name, jump_back_ns / 1e9)
         return True
+
+    def _note_no_stamp(self) -> None:
+        if not self._unstamped:
+            self._unstamped = True
+            LOGGER.warning('%s: frames without a stamp (0): taken in arrival order, outputs keep '
+                           'the zero stamp', self.name)
 
     def _log_rejection(self, stamp_ns: int) -> None:
         rejected = self._stats.count('rejected')

@@ -42,6 +42,7 @@ class InferenceRequest:
         self.error: Optional[BaseException] = None
         self.superseded = False
         self.elapsed_ms = 0.0
+        self.stream_key: Optional[int] = None
         self._work = work
         self._done = threading.Event()
 
@@ -113,6 +114,7 @@ class InferenceWorker:
         self._batch = batch if hasattr(model, 'predict_batch') else 1
         self._lock = threading.Condition()
         self._slots: Dict[int, Dict[str, Optional[InferenceRequest]]] = {}
+        self._names: Dict[int, str] = {}
         self._order = []
         self._next_index = 0
         self._keys = itertools.count()
@@ -126,18 +128,20 @@ class InferenceWorker:
         """True after :meth:`close`."""
         return self._closed
 
-    def register(self) -> int:
-        """Return a new stream key (one per stream)."""
+    def register(self, name: str = '') -> int:
+        """Return a new stream key (one per stream); ``name`` starts its log lines."""
         with self._lock:
             key = next(self._keys)
             self._slots[key] = {'refine': None, 'keyframe': None}
             self._order.append(key)
+            self._names[key] = name
             return key
 
     def unregister(self, key: int) -> None:
         """Forget a stream; its pending (not started) requests complete as superseded."""
         with self._lock:
             slots = self._slots.pop(key, None)
+            self._names.pop(key, None)
             if key in self._order:
                 self._order.remove(key)
             self._lock.notify_all()  # wait_idle may be waiting on these slots
@@ -153,6 +157,7 @@ class InferenceWorker:
         completes at once with a ``RuntimeError``.
         """
         request = InferenceRequest(kind, frame_seq, work, priority)
+        request.stream_key = key
         with self._lock:
             if self._closed or key not in self._slots:
                 request.cancel(RuntimeError('inference worker is closed'))
@@ -260,7 +265,8 @@ class InferenceWorker:
                 self._lock.notify_all()
             for request in requests:
                 if request.error is not None:
-                    LOGGER.error('%s inference failed for frame %d: %s: %s', request.kind,
+                    LOGGER.error('%s: %s inference failed for frame %d: %s: %s',
+                                 self._names.get(request.stream_key, ''), request.kind,
                                  request.frame_seq, type(request.error).__name__,
                                  request.error, exc_info=request.error)
 
@@ -302,7 +308,7 @@ class InlineInference:
         self._keys = itertools.count()
         self.closed = False
 
-    def register(self) -> int:
+    def register(self, name: str = '') -> int:
         """Return a new stream key."""
         return next(self._keys)
 

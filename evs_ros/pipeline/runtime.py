@@ -36,6 +36,7 @@ from evs_ros.config import EvsConfig, OperatingPoint
 from evs_ros.pipeline.flow_prefetch import FlowPrefetcher
 from evs_ros.pipeline.frame_buffer import STAMP_JUMP_BACK_NS, BufferedFrame, LatestFrameBuffer
 from evs_ros.pipeline.inference import InferenceWorker
+from evs_ros.pipeline.input_checks import check_frame, min_frame_side_px
 from evs_ros.pipeline.results import FrameResult
 from evs_ros.pipeline.stats import StreamStats
 from evs_ros.pipeline.stepper import FrameStepper
@@ -78,6 +79,7 @@ class EvsStream:
         self._prefetcher = (FlowPrefetcher(config.runtime.flow_prefetch_threads)
                             if config.runtime.flow_prefetch_threads > 0 else None)
         self._previous: Optional[BufferedFrame] = None
+        self.min_side_px = min_frame_side_px(inference.model)
         self._thread = threading.Thread(target=self._loop, name=f'evs-flow-{name}', daemon=True)
         self._thread.start()
 
@@ -86,10 +88,15 @@ class EvsStream:
         """Queue a uint8 (H, W, 3) BGR frame; returns at once (``wait=False``).
 
         Returns False if the frame is rejected (stream closed, or ``stamp_ns`` not strictly
-        greater than the last accepted stamp). Accepting may drop the oldest buffered frame;
-        ``wait=True`` blocks until the buffer has room instead (offline feeding: every frame is
-        processed, as fast as the stream takes them).
+        greater than the last accepted stamp; 0 means "no stamp": arrival order). Accepting may
+        drop the oldest buffered frame; ``wait=True`` blocks until the buffer has room instead
+        (offline feeding: every frame is processed, as fast as the stream takes them).
+
+        Raises:
+            FrameRejected: not uint8 (H, W, 3), or a side under :attr:`min_side_px` (the
+                network's stride; :mod:`evs_ros.pipeline.input_checks`).
         """
+        check_frame(image_bgr, self.min_side_px)
         return self._buffer.put(image_bgr, stamp_ns, meta, wait)
 
     def set_config(self, config: EvsConfig) -> None:
@@ -133,6 +140,11 @@ class EvsStream:
         NaN when no sample yet.
         """
         return self._stats.snapshot()
+
+    @property
+    def errors(self) -> int:
+        """Failed network runs and frames so far (``stats()['errors']``, cheap to read)."""
+        return self._stats.count('errors', 0)
 
     def close(self, timeout_s: float = 5.0) -> bool:
         """Stop the flow worker (joins it).

@@ -116,7 +116,7 @@ class FrameStepper:
         self.name = name
         self._config = config
         self._inference = inference
-        self._key = inference.register()
+        self._key = inference.register(name)
         self._flow = flow_estimator or FlowEstimator(effective_flow(config))
         self._scheduler = KeyframeScheduler(config.operating_point)
         self._stats = stats if stats is not None else StreamStats()

@@ -36,3 +36,17 @@ def spin_once(executor, logger, timeout_sec: float) -> None:
         executor.spin_once(timeout_sec=timeout_sec)
     except Exception as error:  # noqa: B902 - rclpy's own callback failed, see above
         logger.error(f'a ROS request failed inside rclpy and was dropped: {error}'.splitlines()[0])
+
+
+def add_pre_set_parameters_callback(node, callback) -> bool:
+    """Register ``callback`` to rewrite parameters before rclpy checks their types.
+
+    Pre-set callbacks exist from Iron on (Jazzy, Kilted): there an integer given for a float
+    parameter can be made a float before rclpy's type check refuses it. Humble has none: returns
+    False and registers nothing (such a value is then refused, give ``1.0``).
+    """
+    add = getattr(node, 'add_pre_set_parameters_callback', None)
+    if add is None:
+        return False
+    add(callback)
+    return True

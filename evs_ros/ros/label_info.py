@@ -1,12 +1,12 @@
 """Class names for consumers: ``vision_msgs/LabelInfo`` on a transient-local topic.
 
 vision_msgs is optional (not on PyPI): where it is installed every camera publishes its network's
-class names once, on ``label_info`` next to ``labels``, with transient-local durability so that
-late subscribers get them; ``class_id`` is the value in the ``labels`` image. Without vision_msgs
-the names are still the node's read-only ``class_names`` parameter.
+class names once per start, on ``label_info`` next to ``labels``, with transient-local durability
+so that late subscribers get them; ``class_id`` is the value in the ``labels`` image. Without
+vision_msgs the names are still the node's read-only ``class_names`` parameter.
 """
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from evs_ros.ros import qos
 
@@ -28,14 +28,17 @@ def label_info_msg(class_names: Sequence[str], stamp=None):
     return msg
 
 
-def publish_label_info(node, topic: str, class_names: Sequence[str]) -> Optional[object]:
-    """Create a latched ``topic`` publisher and publish the names once.
+def label_info_publisher(create_publisher: Callable, topic: str) -> Optional[object]:
+    """Return a latched ``topic`` publisher made with ``create_publisher(type, topic, qos)``.
 
     None without vision_msgs.
     """
-    msg = label_info_msg(class_names, node.get_clock().now().to_msg())
-    if msg is None:
+    if LabelInfo is None:
         return None
-    publisher = node.create_publisher(LabelInfo, topic, qos.profile('reliable', 1, latched=True))
-    publisher.publish(msg)
-    return publisher
+    return create_publisher(LabelInfo, topic, qos.profile('reliable', 1, latched=True))
+
+
+def publish_label_info(node, publisher, class_names: Sequence[str]) -> None:
+    """Publish the names once on ``publisher`` (nothing when it is None)."""
+    if publisher is not None:
+        publisher.publish(label_info_msg(class_names, node.get_clock().now().to_msg()))

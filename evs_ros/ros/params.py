@@ -100,6 +100,29 @@ def _override(node, name: str, error: Exception):
     return value
 
 
+def accept_integers_for_floats(node) -> bool:
+    """Take an integer set for a float parameter as the float.
+
+    As in ``ros2 param set /evs_node flow.scale 1``. rclpy checks a new value's type against the
+    declared type before any on-set callback runs, so only a pre-set callback can convert it
+    (:func:`~evs_ros.ros.compat.add_pre_set_parameters_callback`). Returns False on Humble,
+    where such a value is refused (give ``1.0``).
+    """
+    return compat.add_pre_set_parameters_callback(
+        node, lambda parameters: integers_as_floats(node, parameters))
+
+
+def integers_as_floats(node, parameters: List[Parameter]) -> List[Parameter]:
+    """``parameters`` with each integer given for a declared float parameter made a float."""
+    converted = []
+    for param in parameters:
+        if (param.type_ == Parameter.Type.INTEGER and node.has_parameter(param.name)
+                and node.get_parameter(param.name).type_ == Parameter.Type.DOUBLE):
+            param = Parameter(param.name, Parameter.Type.DOUBLE, float(param.value))
+        converted.append(param)
+    return converted
+
+
 def config_names() -> Iterable[str]:
     """Names of the parameters that make up the config (the preset's name excluded)."""
     return (name for name in PARAMETER_INFO if name != 'operating_point.name')

@@ -49,10 +49,10 @@ def make_executor(multi_threaded: bool = False, threads: Optional[int] = None):
     return SingleThreadedExecutor()
 
 
-def spin_until(stop: threading.Event, executor, done: Callable[[], bool] = lambda: False) -> None:
-    """Spin ``executor`` until ``stop`` is set (a signal), ``done()`` or the context ends."""
+def spin_until(stop: threading.Event, executor) -> None:
+    """Spin ``executor`` until ``stop`` is set (a signal) or the context ends."""
     logger = rclpy.logging.get_logger('evs_ros')
-    while not stop.is_set() and not done() and rclpy.ok():
+    while not stop.is_set() and rclpy.ok():
         compat.spin_once(executor, logger, SPIN_PERIOD_S)
 
 
@@ -61,8 +61,7 @@ def run_node(program: str, build: Callable[[], object], args: Optional[list] = N
     """Build a node with ``build()``, spin it until a signal, close it; returns the exit code.
 
     ``build`` errors of :data:`USER_ERRORS` print ``PROGRAM: error: ...`` (one line) and give
-    exit code 2. The node may define ``close()`` (called before ``destroy_node``) and
-    ``finished()`` (the process ends when it returns True, e.g. a lifecycle node shut down).
+    exit code 2. The node may define ``close()`` (called before ``destroy_node``).
     """
     with ros_process(args) as stop:
         if stop.is_set():  # Ctrl-C during start-up: nothing to build
@@ -75,7 +74,7 @@ def run_node(program: str, build: Callable[[], object], args: Optional[list] = N
         executor = make_executor(multi_threaded)
         executor.add_node(node)
         try:
-            spin_until(stop, executor, getattr(node, 'finished', lambda: False))
+            spin_until(stop, executor)
         finally:
             close_node(node)
             executor.shutdown(timeout_sec=1.0)

@@ -82,7 +82,7 @@ class RatePublisher:
     """Publishes pre-built messages at a rate through a NodeSession's FramePlayer."""
 
     def __init__(self, session):
-        from evs_ros.ros.player import image_msg
+        from evs_ros.testing.player import image_msg
         self.player = session.player
         self.image_msg = image_msg
         self.next_index = 0
@@ -170,7 +170,7 @@ def summarize(player, stamps: List[int], play_s: float, dropped_before: int) -> 
         'node_flow_ms_p50': percentile((s.flow_ms for s in statuses if s.flow_ms > 0), 50),
         'node_warp_ms_p50': percentile((s.warp_ms for s in statuses if s.warp_ms > 0), 50),
         'node_receipt_to_publish_ms_p50': percentile((s.latency_ms for s in statuses), 50),
-        'keyframes': sum(bool(s.keyframe) for s in statuses),
+        'keyframes': sum(bool(s.keyframe_requested) for s in statuses),
         'latency_first_quarter_ms_p50': first_q, 'latency_last_quarter_ms_p50': last_q,
     }
     result['ros_overhead_ms_p50'] = result['latency_ms_p50'] - result['node_total_ms_p50']
@@ -187,7 +187,7 @@ def subscribed_topics(args) -> List[str]:
 
 def bench_operating_point(name: str, args, frames_by_size) -> List[Dict[str, object]]:
     """Every resolution x rate for one operating point, in one node process."""
-    from evs_ros.ros.session import NodeSession
+    from evs_ros.testing.session import NodeSession
     overrides = {key: value if value != '' else "''"
                  for key, value in common.explicit_settings(args).items()}
     overrides['operating_point.preset'] = name

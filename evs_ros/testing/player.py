@@ -11,7 +11,8 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
-from typing import Callable, Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import rclpy
@@ -22,6 +23,11 @@ from sensor_msgs.msg import Image
 from evs_ros.msg import FrameStatus
 from evs_ros.ros import conversions
 from evs_ros.ros.cameras import OUTPUT_TOPICS
+
+DDS_VARIABLES = ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'RMW_IMPLEMENTATION',
+                 'FASTDDS_DEFAULT_PROFILES_FILE')
+"""What a session sets for its DDS participants besides the domain id (which rclpy takes as an
+argument): discovery range, middleware and FastDDS profile are read from the environment only."""
 
 
 def node_executable() -> str:
@@ -34,13 +40,18 @@ def node_executable() -> str:
 
 
 def start_node(env: dict, params_file: str, overrides: Dict[str, object] = None,
-               namespace: str = '', log_path: Optional[str] = None) -> subprocess.Popen:
-    """Start evs_node as its own process (own session, so it can be stopped with SIGINT)."""
+               namespace: str = '', log_path: Optional[str] = None,
+               ros_args: Tuple[str, ...] = ()) -> subprocess.Popen:
+    """Start evs_node as its own process (own session, so it can be stopped with SIGINT).
+
+    ``env`` is its whole environment; ``ros_args`` go after the parameters (``--log-level``).
+    """
     args = [node_executable(), '--ros-args', '--params-file', params_file]
     for name, value in (overrides or {}).items():
         args += ['-p', f'{name}:={value}']
     if namespace:
         args += ['-r', f'__ns:=/{namespace}']
+    args += list(ros_args)
     if not log_path:
         return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -59,6 +70,30 @@ def stop_node(process: subprocess.Popen, timeout_s: float = 15.0) -> int:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     return process.returncode
+
+
+@contextmanager
+def dds_environment(env: Optional[dict]) -> Iterator[None]:
+    """Apply ``env``'s :data:`DDS_VARIABLES` while a DDS participant is created, then restore.
+
+    rcl reads the discovery range when a context initialises, rmw the rest when the context's
+    first node creates its participant (FastDDS loads its profile file once per process); rclpy
+    takes them from nowhere else. Outside this block the process environment is as the caller
+    left it.
+    """
+    if not env:
+        yield
+        return
+    saved = {name: os.environ.get(name) for name in DDS_VARIABLES}
+    os.environ.update({name: env[name] for name in DDS_VARIABLES if name in env})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def image_msg(image: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = 'camera'):
@@ -86,7 +121,8 @@ class FramePlayer:
     """Publishes images to ``<prefix>image`` and records outputs with receipt times.
 
     With ``headers_only`` only the header of output images is kept (long benchmark runs); status
-    messages are always kept whole.
+    messages are always kept whole. ``dds_env``: the session's environment (discovery range,
+    middleware, FastDDS profile; see :func:`dds_environment`), None for the process's own.
 
     Attributes:
         received: topic -> list of (receipt time in s (time.monotonic), message).
@@ -94,11 +130,13 @@ class FramePlayer:
     """
 
     def __init__(self, domain_id: int, prefix: str = '', reliable: bool = False,
-                 topics=OUTPUT_TOPICS, on_message: Callable = None, headers_only: bool = False):
+                 topics=OUTPUT_TOPICS, on_message: Callable = None, headers_only: bool = False,
+                 dds_env: Optional[dict] = None):
         self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node(f'evs_player_{os.getpid()}_{id(self) % 10000}',
-                                      context=self.context)
+        with dds_environment(dds_env):  # rcl reads them at init, rmw with the first node
+            rclpy.init(context=self.context, domain_id=domain_id)
+            self.node = rclpy.create_node(f'evs_player_{os.getpid()}_{id(self) % 10000}',
+                                          context=self.context)
         qos = (QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE) if reliable
                else qos_profile_sensor_data)
         self.prefix = prefix

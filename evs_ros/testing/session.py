@@ -2,7 +2,9 @@
 
 Shared by ``evs demo`` and ``evs bench latency``. The node runs as its own process (the installed
 executable), in an isolated ROS domain with localhost-only discovery and the shipped FastDDS
-profile; frames are published with sensor-data QoS like a camera driver would.
+profile; frames are published with sensor-data QoS like a camera driver would. The session's DDS
+settings go to the node through its environment and to the in-process player through
+:class:`~evs_ros.testing.player.FramePlayer`; the caller's ``os.environ`` is never changed.
 """
 
 import os
@@ -13,7 +15,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 import numpy as np
 
 from evs_ros.ros import conversions
-from evs_ros.ros.player import OUTPUT_TOPICS, FramePlayer, start_node, stop_node
+from evs_ros.testing.player import OUTPUT_TOPICS, FramePlayer, start_node, stop_node
 
 STAMP0_NS = 1_700_000_000_000_000_000
 
@@ -76,14 +78,12 @@ class NodeSession:
         self.decoded: Dict[int, dict] = {}
 
     def __enter__(self) -> 'NodeSession':
-        os.environ.update({k: self.env[k] for k in (
-            'ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE', 'RMW_IMPLEMENTATION',
-            'FASTDDS_DEFAULT_PROFILES_FILE')})
         self.process = start_node(self.env, self.params_file, self.overrides,
                                   log_path=self.log_path)
         try:
             self.player = FramePlayer(int(self.env['ROS_DOMAIN_ID']), topics=self.topics,
-                                      on_message=self._decode, headers_only=self.headers_only)
+                                      on_message=self._decode, headers_only=self.headers_only,
+                                      dds_env=self.env)
         except BaseException:
             stop_node(self.process)  # never leave the node behind
             raise
