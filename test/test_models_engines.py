@@ -455,3 +455,24 @@ def test_evs_export_builds_graphs_at_the_network_input_scale(cache, capsys):
     assert evs_main(['export', '--format', 'engine', '--backend', 'icnet:default',
                      '--downscale', '2']) == 2
     assert '--downscale' in capsys.readouterr().err
+
+
+@requires_real
+def test_tflite_stays_labels_only_on_litert_whatever_the_engine(caplog, cache):
+    """A tflite: network is not exportable: LiteRT runs it, labels only.
+
+    The engine does not apply (one line, not a warning with auto), and no line claims that
+    another engine runs it.
+    """
+    pytest.importorskip('ai_edge_litert')
+    path = real_path('weights', 'deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite')
+    with caplog.at_level(logging.INFO, logger='evs_ros'):
+        model, refiner = load_models(ModelConfig(backend=f'tflite:{path}', device='cpu'))
+    assert refiner is None and getattr(model, 'labels_only', False)
+    assert engine_name(model) == 'litert'
+    messages = [r.getMessage() for r in caplog.records]
+    notes = [m for m in messages if 'does not apply' in m]
+    assert len(notes) == 1 and 'litert runs it' in notes[0]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING
+                and 'does not apply' in r.getMessage()]
+    assert not [m for m in messages if m.startswith('engine ')]

@@ -144,11 +144,15 @@ def use_engines(model_config: ModelConfig, spec: str, model, refiner=None) -> st
     if note:
         LOGGER.warning(note)
     support = backend_kinds()[split_spec(spec)[0]].engines
-    named = (getattr(model, 'backend_spec', None) or model_config.backend) + (
-        ' and its Refiner' if refiner is not None else '')
+    backend = getattr(model, 'backend_spec', None) or model_config.backend
+    named = backend + (' and its Refiner' if refiner is not None else '')
     if engine != 'torch' and support == 'none':
-        LOGGER.warning('model.engine %s does not apply to %s (it is not exportable: it runs as '
-                       'it is)', engine, model_config.backend)
+        from evs_ros.models.graph import engine_name
+        # Asked for explicitly: a warning; chosen by auto: what happens, said once.
+        log = LOGGER.info if model_config.engine == 'auto' else LOGGER.warning
+        log('model.engine %s does not apply to %s (it is not exportable: %s runs it as it is)',
+            engine, model_config.backend, engine_name(model))
+        named = f'the Refiner of {backend}' if refiner is not None else ''
     elif engine == 'torch' and support == 'onnx':
         LOGGER.info('%s has no torch graph: ONNX Runtime (else OpenCV DNN) runs it',
                     model_config.backend)
@@ -164,8 +168,9 @@ def use_engines(model_config: ModelConfig, spec: str, model, refiner=None) -> st
                         'network only)', engine)
         _attach(refiner, engine, refiner_precision, device_type, model_config)
     version = engine_version(engine)
-    LOGGER.info('engine %s%s, %s, for %s (%s)', engine, f' {version}' if version else '',
-                precision, named, why)
+    if named:
+        LOGGER.info('engine %s%s, %s, for %s (%s)', engine, f' {version}' if version else '',
+                    precision, named, why)
     return engine
 
 
