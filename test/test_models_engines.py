@@ -476,3 +476,20 @@ def test_tflite_stays_labels_only_on_litert_whatever_the_engine(caplog, cache):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING
                 and 'does not apply' in r.getMessage()]
     assert not [m for m in messages if m.startswith('engine ')]
+
+
+def test_an_onnx_file_of_fixed_size_says_once_that_frames_are_resized(tmp_path, frames, caplog,
+                                                                      cache):
+    """A file exported at one size cannot take the network input scale: one warning per size."""
+    from evs_ros.tools.cli import main as evs_main
+    path = str(tmp_path / 'icnet.onnx')
+    assert evs_main(['export', '--backend', 'icnet:default', '--format', 'onnx', '--out', path,
+                     '--size', '128x256']) == 0
+    model, _ = load_models(ModelConfig(backend=f'onnx:{path}', refiner='',
+                                       engine=CPU_ENGINES[0]), False)
+    with caplog.at_level(logging.WARNING, logger='evs_ros'):
+        model.predict(frames[0])  # 128x256: the file's own size
+        for _ in range(2):
+            model.predict(np.zeros((64, 128, 3), np.uint8))
+    lines = [r.getMessage() for r in caplog.records if 'fixed input' in r.getMessage()]
+    assert len(lines) == 1 and 'fixed input of 128x256' in lines[0] and '64x128' in lines[0]

@@ -245,6 +245,7 @@ class OnnxModel(MappedClassesModel):
         self.output_names = tuple(output.name for output in graph.output)
         static = len(shape) == 4 and all(dim for dim in shape[2:])
         self.input_size = (int(shape[2]), int(shape[3])) if static else None
+        self._resized_from = set()  # frame sizes already said to be resized to input_size
         self._sessions = {}
         self.dnn = None
         self.engine, self.precision = '', 'fp32'
@@ -262,6 +263,7 @@ class OnnxModel(MappedClassesModel):
 
     def raw_predict(self, image_bgr: np.ndarray) -> Prediction:
         """uint8 (H, W, 3) BGR -> Prediction at the exported network's output size."""
+        self._say_resized(tuple(image_bgr.shape[:2]))
         data = _resize_bgr(image_bgr, self.input_size)
         if self.engine == 'opencv':
             self.dnn.setInput(data)
@@ -270,6 +272,20 @@ class OnnxModel(MappedClassesModel):
         session = self._session(torch.get_num_threads(), tuple(data.shape))
         outputs = session.run([torch.from_numpy(data)])
         return _prediction([output.float().cpu().numpy() for output in outputs])
+
+    def _say_resized(self, size_hw: tuple) -> None:
+        """Warn once per frame size that a fixed-size graph gets its frames resized.
+
+        The network's input scale (``model.input_short_side`` times D) cannot reach a graph
+        exported at one size: the frame is resized to the file's size instead, never silently.
+        """
+        if not self.input_size or size_hw == self.input_size or size_hw in self._resized_from:
+            return
+        self._resized_from.add(size_hw)
+        LOGGER.warning('onnx:%s has a fixed input of %dx%d (HxW): frames of %dx%d reach it '
+                       'resized (export it at the network input size, or with dynamic height '
+                       'and width)', self.path, self.input_size[0], self.input_size[1],
+                       size_hw[0], size_hw[1])
 
     def _session(self, threads: int, shape: tuple):
         """Return the session for ``threads`` (and, for TensorRT, the input ``shape``).
