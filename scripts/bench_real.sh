@@ -26,10 +26,12 @@ s2="espnet:$weights/espnetv2_s_2.0_city_1024x512.pth"
 s1="espnet:$weights/espnetv2_s_1.0_city_1024x512.pth"
 deeplab="tflite:$weights/deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
 networks=("espnetv2-s2 $s2" "espnetv2-s1 $s1" "deeplab-edgetpu $deeplab" "icnet-synthetic icnet:default")
-frames="$(mktemp -d)"
+frames="$(mktemp -d)"  # one images: folder per labelled Cityscapes val frame
 trap 'rm -rf "$frames"' EXIT
-cp "$real"/cityscapes/frankfurt_000001_058914_* "$real"/cityscapes/frankfurt_000000_000294_* \
-  "$frames"/
+for frame in frankfurt_000001_058914 frankfurt_000000_000294; do
+  mkdir -p "$frames/$frame"
+  cp "$real/cityscapes/$frame"_* "$frames/$frame/"
+done
 say() { printf '\033[1m[bench_real]\033[0m %s\n' "$*"; }
 for step in $steps; do
   case "$step" in
@@ -39,8 +41,10 @@ for step in $steps; do
         say "per-frame $name on CamVid val and the Cityscapes frames"
         evs eval --data "camvid:$real/camvid" --split val --backend "$spec" --refiner '' \
           --operating-points PERFRAME --json "$out/perframe_camvid_$name.json"
-        evs eval --data "images:$frames" --backend "$spec" --refiner '' \
-          --operating-points PERFRAME --json "$out/perframe_cityscapes_$name.json"
+        for frame in "$frames"/*; do
+          evs eval --data "images:$frame" --backend "$spec" --refiner '' \
+            --operating-points PERFRAME --json "$out/perframe_${frame##*/}_$name.json"
+        done
       done
       ;;
     2)

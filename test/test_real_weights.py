@@ -16,6 +16,8 @@ import yaml
 
 from evs_ros.data.camvid import list_sequences
 from evs_ros.data.video import VideoWriter
+from evs_ros.models.backends import load_backend
+from evs_ros.models.loading import resolve_backend_spec
 from evs_ros.models.weights_catalogue import builtin_catalogue
 from evs_ros.tools.cli import main as evs_main
 from local_http import FileServer, isolate_caches
@@ -37,15 +39,16 @@ def served(tmp_path, monkeypatch):
     isolate_caches(tmp_path, monkeypatch)
     servers = []
 
-    def serve(body: bytes):
-        server = FileServer({'/' + ENTRY.filename: body}).__enter__()
+    def serve(body: bytes, served_entry=ENTRY):
+        filename = served_entry.filename or os.path.basename(served_entry.source)
+        server = FileServer({'/' + filename: body}).__enter__()
         servers.append(server)
-        entry = {key: value for key, value in asdict(ENTRY).items() if key != 'name'}
-        entry['source'] = server.url('/' + ENTRY.filename)
+        entry = {key: value for key, value in asdict(served_entry).items() if key != 'name'}
+        entry['source'] = server.url('/' + filename)
         catalogue = tmp_path / 'catalogue.yaml'
-        catalogue.write_text(yaml.safe_dump({NAME: entry}))
+        catalogue.write_text(yaml.safe_dump({served_entry.name: entry}))
         monkeypatch.setenv('EVS_WEIGHTS_CATALOGUE', str(catalogue))
-        return tmp_path / 'xdg' / 'evs_ros' / NAME
+        return tmp_path / 'xdg' / 'evs_ros' / served_entry.name
 
     yield serve
     for server in servers:
@@ -105,3 +108,21 @@ def test_the_node_labels_real_frames_with_weights_name(served, harness, ros_env,
     labels = node.player.messages('labels')[-1]
     assert (labels.height, labels.width) == (360, 480)
     assert 'espnetv2' in node.log().lower() or NAME in node.log()
+
+
+def test_the_edgetpu_deeplab_entry_fetches_and_labels_its_reference_image(served):
+    """``weights:deeplab-edgetpu-slim-cityscapes``: the tflite file, verified, as a backend."""
+    entry = builtin_catalogue()['deeplab-edgetpu-slim-cityscapes']
+    path = real_path('weights', os.path.basename(entry.source))
+    with open(path, 'rb') as stream:
+        body = stream.read()
+    served(body, entry)
+    assert evs_main(['weights', 'get', entry.name, '--quiet']) == 0
+    model = load_backend(resolve_backend_spec(f'weights:{entry.name}'))
+    assert model.labels_only
+    image = cv2.imread(real_path('coral', 'cityscapes_segmentation.bmp'))
+    expected = cv2.imread(real_path('coral', 'cityscapes_segmentation_mask.bmp'),
+                          cv2.IMREAD_UNCHANGED)
+    labels = cv2.resize(model.predict(image).probs.argmax(0).astype(np.uint8),
+                        expected.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    assert np.mean(labels == expected) >= 0.91

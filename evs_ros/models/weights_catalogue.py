@@ -200,6 +200,19 @@ ESPNETV2_S2 = _espnetv2('2.0', 3376094,
 ESPNETV2_S1 = _espnetv2('1.0', 1107690,
                         '0918c833fed889e32901ce739b1784fdd2b79f95a9aea199a469ca3394dd7a14',
                         'mIoU 60.1 (val)')
+CORAL_COMMIT = '104342d2d3480b3e66203073dac24f4e2dbb4c41'
+DEEPLAB_EDGETPU = WeightsEntry(
+    name='deeplab-edgetpu-slim-cityscapes', kind='file',
+    source=('https://github.com/google-coral/test_data/raw/' + CORAL_COMMIT +
+            '/deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite'),
+    backend='tflite', size_mb=2.2, classes=CITYSCAPES_19 + ' (argmax labels only: R stays off)',
+    accuracy='', accuracy_source='not published with this file (docs/benchmarks.md section 12 '
+    'measures it here)', size_source=f'git blob size at {CORAL_COMMIT[:7]} (2157328 bytes)',
+    sha256='322fe29945cb1693f426952f2a330ab67ea5678545ddee6f2548e0cfd0ca03e5',
+    page='https://github.com/google-coral/test_data/tree/' + CORAL_COMMIT,
+    license='Apache-2.0 (google-coral/test_data LICENSE)')
+"""DeepLabv3 MobileNet-EdgeTPU-slim, int8 TFLite (513x513 uint8 input, trainId label map)."""
+
 AUTO_PREFERENCE = (ESPNETV2_S2.name, ESPNETV2_S1.name)
 """``model.backend: auto`` runs the first of these that is cached (real-time real networks, most
 accurate first); ``scripts/setup.sh`` fetches the first when it can reach it."""
@@ -207,6 +220,7 @@ accurate first); ``scripts/setup.sh`` fetches the first when it can reach it."""
 BUILTIN_ENTRIES = (
     ESPNETV2_S2,
     ESPNETV2_S1,
+    DEEPLAB_EDGETPU,
     _segformer('b0', 15.0, 'mIoU 76.2 / 78.1',
                revision='21b3847fae21ddee674abd31129307b6a1235bd9',
                revision_note=PINNED_ELSEWHERE.format(size='14,957,601')),
