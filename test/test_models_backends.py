@@ -144,6 +144,29 @@ def test_onnx_falls_back_to_cv2_dnn(tmp_path, icnet_checkpoint, monkeypatch):
                      '--out', out_path, '--size', '70x130']) == 0
     monkeypatch.setitem(__import__('sys').modules, 'onnxruntime', None)  # import fails
     model = load_backend(f'onnx:{out_path}', device='cpu')
-    assert model.session is None and model.dnn is not None
+    assert model.engine == 'opencv' and model.dnn is not None
     reference = load_backend(f'icnet:{icnet_checkpoint}', device='cpu').predict(IMAGE)
     np.testing.assert_allclose(model.predict(IMAGE).probs, reference.probs, atol=1e-4)
+
+
+def test_one_backend_table_feeds_the_parser_the_help_the_loaders_and_readme(capsys):
+    """evs_ros/config/backends.py is the only list of SPEC kinds (issue 18, item 7)."""
+    import importlib
+
+    from evs_ros.config import ModelConfig, PARAMETER_INFO
+    from evs_ros.config.backends import BACKENDS, ENGINE_SUPPORT, markdown_table, spec_usage
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               'README.md'), encoding='utf-8').read()
+    assert '\n'.join(markdown_table()) in readme
+    for row in BACKENDS:
+        assert row.engines in ENGINE_SUPPORT
+        assert row.usage in PARAMETER_INFO['model.backend'].help
+        if row.loader:
+            module, _, function = row.loader.partition(':')
+            assert callable(getattr(importlib.import_module(module), function))
+    with pytest.raises(ValueError, match=spec_usage().replace('|', r'\|')):
+        split_spec('caffe:x')
+    with pytest.raises(SystemExit):
+        evs_main(['run', '--help'])
+    assert spec_usage() in ' '.join(capsys.readouterr().out.split())
+    assert ModelConfig().backend.split(':')[0] in [row.kind for row in BACKENDS]

@@ -9,6 +9,7 @@ import pytest
 
 from evs_ros.models.hf_random import (RANDOM_MARKER, SEGFORMER_SHAPES, random_segformer,
                                       save_random_segformer, segformer_variant)
+from evs_ros.models.engines import engine_version
 from evs_ros.tools import cli
 from tiny_hf import save_tiny_model
 
@@ -39,18 +40,53 @@ def test_bench_models_writes_json_and_markdown(tmp_path):
                      '--repeats', '1', '--warmup', '0']) == 0
     report = json.loads(out.read_text())
     rows = report['rows']
-    assert [(r['network'], r['input_wh']) for r in rows] == [
-        ('icnet', [64, 32]), ('segformer-b0', [64, 32]),
-        ('icnet', [96, 48]), ('segformer-b0', [96, 48])]
+    assert [(r['network'], r['size'], r['engine']) for r in rows] == [
+        ('icnet', '64x32', 'torch'), ('segformer-b0', '64x32', 'torch'),
+        ('icnet', '96x48', 'torch'), ('segformer-b0', '96x48', 'torch')]
     assert [r['feature_channels'] for r in rows[:2]] == [64, 32]
     assert rows[0]['width_mult'] == 0.25 and rows[1]['width_mult'] is None
     for row in rows:
-        assert row['network_ms_median'] > 0 and row['refiner_ms_median'] > 0
+        assert row['network_ms'] > 0 and row['refiner_ms'] > 0 and row['threads'] == 1
         assert row['refiner_speedup_vs_network'] == pytest.approx(
-            row['network_ms_median'] / row['refiner_ms_median'], rel=0.02, abs=0.01)
+            row['network_ms'] / row['refiner_ms'], rel=0.02, abs=0.01)
+        assert row['network_speedup_vs_torch'] == 1.0
     assert {'cpu', 'cores', 'torch'} <= set(report['hardware'])
+    assert report['engines']['torch'] and 'openvino' in report['engines']
     markdown = (tmp_path / 'models.md').read_text()
     assert markdown.count('| segformer-b0 |') == 2 and '| icnet | 0.25 | 96x48 | 1 |' in markdown
+
+
+def test_bench_models_compares_engines_in_one_run(tmp_path, monkeypatch):
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    out = tmp_path / 'models.json'
+    assert cli.main(['bench', 'models', '--out', str(out), '--networks', 'icnet,segformer-b0',
+                     '--widths', '0.25', '--sizes', '64x32', '--threads', '1', '--repeats', '1',
+                     '--warmup', '0', '--engines', 'torch,onnxruntime,auto',
+                     '--dynamic', '--precisions', 'fp32,fp16']) == 0
+    rows = json.loads(out.read_text())['rows']
+    keys = [(r['network'], r['engine'], r['engine_used'], r['graphs']) for r in rows
+            if r['precision'] == 'fp32']
+    assert all(r['engine_used'] != 'torch' for r in rows if r['precision'] != 'fp32')
+    auto = 'openvino' if engine_version('openvino') else 'onnxruntime'
+    assert keys == [('icnet', 'torch', 'torch', 'static'),
+                    ('icnet', 'onnxruntime', 'onnxruntime', 'static'),
+                    ('icnet', 'auto', auto, 'static'),
+                    ('segformer-b0', 'torch', 'torch', 'static'),
+                    ('segformer-b0', 'onnxruntime', 'onnxruntime', 'static'),
+                    ('segformer-b0', 'onnxruntime dynamic', 'onnxruntime', 'dynamic'),
+                    ('segformer-b0', 'auto', auto, 'static'),
+                    ('segformer-b0', 'auto dynamic', auto, 'dynamic')]
+    for row in rows:  # fp16 on a CPU: skipped with one line, or bf16/fp16 rows of OpenVINO
+        assert row['network_ms'] > 0 and row['refiner_speedup_vs_torch'] > 0
+        assert (row['build_s'] > 0) == (row['engine'] != 'torch')
+    markdown = (tmp_path / 'models.md').read_text()
+    assert f'| auto ({auto}) |' in markdown
+    assert cli.main(['bench', 'models', '--out', str(out), '--networks', 'icnet', '--widths',
+                     '0.25', '--sizes', '64x32', '--threads', '1', '--repeats', '1', '--warmup',
+                     '0', '--engines', f'{auto},auto']) == 0
+    measured, alias = json.loads(out.read_text())['rows']  # auto is not timed twice
+    assert alias['engine'] == 'auto' and alias['engine_used'] == measured['engine'] == auto
+    assert alias['network_ms'] == measured['network_ms']
 
 
 @pytest.mark.parametrize('option, value, message', [
@@ -58,6 +94,7 @@ def test_bench_models_writes_json_and_markdown(tmp_path):
     ('--threads', 'two', 'is not a comma list of thread counts'),
     ('--sizes', '64', 'is not WIDTHxHEIGHT'),
     ('--batch', '0', 'must be at least 1'),
+    ('--engines', 'torch,tflite', "'tflite' is not one of"),
 ])
 def test_bench_models_bad_options(tmp_path, capsys, option, value, message):
     assert cli.main(['bench', 'models', '--out', str(tmp_path / 'm.json'), option, value]) == 2

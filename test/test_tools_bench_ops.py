@@ -93,6 +93,32 @@ def test_bench_with_random_icnet_and_refiner(tmp_path, random_icnet):
     assert (out / 'bench.md').exists()
 
 
+@pytest.mark.parametrize('engine', ['onnxruntime', 'torch'])
+def test_bench_reports_its_engine_and_the_speed_against_torch(tmp_path, random_icnet, engine):
+    """The baseline PERFRAME runs on the keyframes' engine.
+
+    Per-frame torch eager is timed next to it (what a user had without an engine) and every speedup
+    is given against both.
+    """
+    icnet_path, refiner_path = random_icnet
+    report, out = bench(tmp_path, '--backend', f'icnet:{icnet_path}', '--refiner', refiner_path,
+                        '--figure-propagations', '0', '--operating-points', 'EVS02', 'EVS07',
+                        '--device', 'cpu', '--engine', engine)
+    assert report['engine'] == report['refiner_engine'] == engine
+    assert report['engines']['torch'] and 'openvino' in report['engines']
+    assert report['perframe_torch_hz'] > 0 and report['perframe_torch_hz_both_cores'] > 0
+    for entry in report['operating_points']:
+        assert entry['speedup_vs_torch'] == pytest.approx(
+            entry['hz'] / report['perframe_torch_hz'], rel=1e-3)
+        assert entry['runtime_speedup_vs_torch'] > 0
+    if engine == 'torch':  # nothing measured twice: the baseline is the reference
+        assert report['perframe_torch_hz'] == report['operating_points'][0]['hz']
+        assert report['operating_points'][0]['speedup_vs_torch'] == 1.0
+    markdown = (out / 'bench.md').read_text()
+    assert f'Engine: {engine}' in markdown and 'x per-frame torch' in markdown
+    assert ('Per-frame on torch eager' in markdown) == (engine != 'torch')
+
+
 def test_missing_weights_give_a_clear_error(tmp_path, capsys):
     code = cli.main(['bench', '--quick', '--out', str(tmp_path), '--synth-snippets', '1',
                      '--backend', f'icnet:{tmp_path}/missing.pt'])

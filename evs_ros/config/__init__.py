@@ -12,9 +12,10 @@ Paper references point into *Efficient Video Semantic Segmentation with Labels P
 Refinement* (Paul et al.): operating points are its Table 2, DIS parameters its §4.3.1.
 """
 
+from evs_ros.config.backends import BACKENDS, backend_kinds, spec_usage, split_spec  # noqa: F401
 from evs_ros.config.fields import (  # noqa: F401
-    DEVICES, DIS_PRESETS, FLOW_METHODS, QOS_RELIABILITY, ParameterInfo, allowed_text, setting,
-    validate_fields,
+    DEVICES, DIS_PRESETS, ENGINES, FLOW_METHODS, PRECISIONS, QOS_RELIABILITY, ParameterInfo,
+    allowed_text, setting, validate_fields,
 )
 from evs_ros.config.flat import (  # noqa: F401
     config_from_flat, load_parameters, load_yaml, to_flat, truth_value,

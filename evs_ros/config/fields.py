@@ -11,6 +11,8 @@ from typing import NamedTuple, Optional, Tuple
 DIS_PRESETS = ('ultrafast', 'fast', 'medium', 'custom')
 FLOW_METHODS = ('dis', 'farneback')
 DEVICES = ('auto', 'cpu', 'cuda')
+ENGINES = ('auto', 'torch', 'openvino', 'onnxruntime', 'tensorrt')
+PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16', 'int8')
 QOS_RELIABILITY = ('best_effort', 'reliable')
 UPSAMPLING = ('nearest', 'bilinear')
 

@@ -7,9 +7,10 @@ Refinement* (Paul et al.): operating points are its Table 2, DIS parameters its 
 from dataclasses import dataclass, field, fields, replace
 from typing import Dict, Optional, Tuple
 
+from evs_ros.config.backends import spec_usage
 from evs_ros.config.fields import (
-    DEVICES, DIS_PRESETS, FLOW_METHODS, QOS_RELIABILITY, UPSAMPLING, ParameterInfo, check,
-    setting, validate_fields,
+    DEVICES, DIS_PRESETS, ENGINES, FLOW_METHODS, PRECISIONS, QOS_RELIABILITY, UPSAMPLING,
+    ParameterInfo, check, setting, validate_fields,
 )
 
 
@@ -177,24 +178,33 @@ def canonical_preset_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Segmentation network and Refiner (read at start-up).
+    """Segmentation network and Refiner, and the engine that runs them (read at start-up).
 
-    ``backend`` is one SPEC string used everywhere: ``icnet:PATH``, ``hf:MODEL``,
-    ``weights:NAME``, ``torchscript:PATH``, ``onnx:PATH`` or ``python:MODULE:FACTORY``;
+    ``backend`` is one SPEC string used everywhere (the kinds: ``evs_ros/config/backends.py``);
     ``icnet:default`` is the shipped weights; ``auto`` (the default) is the best real network in
     the weights cache (``evs weights get espnetv2-s2-cityscapes``), else the shipped weights with
-    a warning. ``refiner`` is a checkpoint path, ``'default'``
-    (shipped) or ``''`` (no Refiner: R acts as off).
+    a warning. ``refiner`` is a checkpoint path, ``'default'`` (shipped) or ``''`` (no Refiner:
+    R acts as off). ``engine`` runs both networks (``evs_ros/models/engines.py``);
+    ``precision`` ``auto`` is fp16 with ``fp16`` and fp32 otherwise.
     """
 
-    backend: str = setting('auto', 'network SPEC: auto (a cached real network, else the shipped '
-                           'one), weights:NAME, espnet:PATH, icnet:PATH|default, hf:MODEL, '
-                           'tflite:PATH, torchscript:PATH, onnx:PATH, python:MODULE:FACTORY',
-                           restart=True)
+    backend: str = setting('auto', f'network SPEC: {spec_usage()}', restart=True)
     refiner: str = setting('default', 'Refiner checkpoint, default (shipped) or empty for none',
                            restart=True)
     device: str = setting('auto', 'auto, cpu or cuda', choices=DEVICES, restart=True)
-    fp16: bool = setting(False, 'half precision on CUDA', restart=True)
+    fp16: bool = setting(False, 'half precision (CUDA; OpenVINO on CPUs with fp16 or bf16 '
+                         'arithmetic); refused with one line where the engine has none',
+                         restart=True)
+    engine: str = setting('auto', 'inference engine of the network and the Refiner: auto '
+                          '(OpenVINO on a CPU; on NVIDIA TensorRT when installed, else torch '
+                          'CUDA), torch (eager, the reference), openvino, onnxruntime or '
+                          'tensorrt', choices=ENGINES, restart=True)
+    precision: str = setting('auto', 'arithmetic of the engine: auto (fp16 with model.fp16, '
+                             'else fp32), fp32, fp16, bf16 (CPUs with bfloat16) or int8 '
+                             '(OpenVINO + NNCF, calibrated on model.calibration)',
+                             choices=PRECISIONS, restart=True)
+    calibration: str = setting('', 'precision int8: the frames to calibrate on (a video file, a '
+                               'ROS 2 bag or a folder of images)', restart=True)
     palette_file: str = setting('', 'YAML/JSON with class names and RGB colours (empty = the '
                                 "network's classes: Cityscapes colours or generated ones)",
                                 restart=True)
@@ -214,12 +224,23 @@ class ModelConfig:
     def __post_init__(self):
         validate_fields('model', self)
         check(':' in self.backend or self.backend == 'auto',
-              f'model.backend={self.backend!r}: must be auto or a SPEC like weights:NAME, '
-              'espnet:PATH, icnet:PATH, hf:MODEL, tflite:PATH, onnx:PATH or '
-              'python:MODULE:FACTORY')
+              f'model.backend={self.backend!r}: must be auto or a SPEC like '
+              f'{spec_usage(aliases=False)}')
         check(self.window in ('', 'native') or window_size(self.window) is not None,
               f'model.window={self.window!r}: must be empty (whole frame), native or HxW with '
               'H, W >= 32 (e.g. 1024x1024)')
+        check(not self.fp16 or self.precision in ('auto', 'fp16'),
+              f'model.fp16=true contradicts model.precision={self.precision}: set one of them')
+        check(self.precision != 'int8' or self.calibration,
+              'model.precision=int8 needs model.calibration: the frames to calibrate on (a '
+              'video, a ROS 2 bag or a folder of images)')
+
+    @property
+    def effective_precision(self) -> str:
+        """``precision`` with ``auto`` resolved: fp16 with ``fp16``, else fp32."""
+        if self.precision == 'auto':
+            return 'fp16' if self.fp16 else 'fp32'
+        return self.precision
 
 
 def window_size(text: str) -> Optional[Tuple[int, int]]:

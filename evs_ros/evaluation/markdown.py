@@ -48,17 +48,25 @@ def table1_markdown(table, names) -> List[str]:
 
 
 def speed_markdown(report) -> List[str]:
-    """Markdown lines: the speed / accuracy table of all operating points."""
+    """Markdown lines.
+
+    The speed / accuracy table of all operating points (speedup against the per-frame network on
+    the same engine; with a torch reference also against per-frame torch eager).
+    """
     agreement = (report.get('data') or {}).get('kind') == 'clips'
     accuracy = 'agreement with per-frame %' if agreement else 'pixel acc %'
+    torch_column = 'perframe_torch_hz' in report
     lines = ['## Speed and accuracy (one run, same frames)', '',
-             '| op | D | S | W | R | Hz | speedup | mIoU % | ' + accuracy +
-             ' | latency p50 ms | latency p99 ms | keyframes / frames |', '|' + '---|' * 12]
+             '| op | D | S | W | R | Hz | speedup | '
+             + ('x per-frame torch | ' if torch_column else '')
+             + f'mIoU % | {accuracy} | latency p50 ms | latency p99 ms | keyframes / frames |',
+             '|' + '---|' * (13 if torch_column else 12)]
     for e in report['operating_points']:
         interval = f"A<={e['max_keyframe_interval']}" if e['adaptive'] else str(e['S'])
+        versus_torch = f"{_cell(e.get('speedup_vs_torch'), 2, 'x')} | " if torch_column else ''
         lines.append(
             f"| {e['name']} | {e['D']} | {interval} | {'on' if e['W'] else 'off'} | "
-            f"{'on' if e['R'] else 'off'} | {e['hz']} | {e['speedup']} | "
+            f"{'on' if e['R'] else 'off'} | {e['hz']} | {e['speedup']} | {versus_torch}"
             f"{iou_cell(e['miou'])} | {iou_cell(e.get('pixel_accuracy'))} | "
             f"{e['latency_ms_p50']} | {e['latency_ms_p99']} | {e['keyframes']} / {e['frames']} |")
     return lines + ['']
@@ -106,15 +114,21 @@ def runtime_markdown(report) -> List[str]:
         return []
     entries = report['operating_points']
     base = entries[0]
+    torch_hz = report.get('perframe_torch_hz_both_cores')
     lines = ['## The runtime on both cores (every frame labelled, late keyframes included)', '',
-             f"Per-frame network with all threads: {report['perframe_hz_both_cores']} Hz. "
+             f"Per-frame network with all threads: {report['perframe_hz_both_cores']} Hz"
+             + (f' (on torch eager: {torch_hz} Hz)' if torch_hz else '') + '. '
              'Speedups against it; mIoU change against the per-frame network.', '',
-             '| op | runtime Hz | runtime speedup | paper | runtime mIoU % | change, points | '
-             'paper | sync speedup (1 core) | sync change |', '|' + '---|' * 9]
+             '| op | runtime Hz | runtime speedup | '
+             + ('x per-frame torch | ' if torch_hz else '') + 'paper | runtime mIoU % | '
+             'change, points | paper | sync speedup (1 core) | sync change |',
+             '|' + '---|' * (10 if torch_hz else 9)]
     for e in entries[1:]:
         drop = PAPER_MIOU_DROP.get(e['name'])
+        versus_torch = (f"{_cell(e.get('runtime_speedup_vs_torch'), 2, 'x')} | " if torch_hz
+                        else '')
         lines.append(f"| {e['name']} | {_cell(e.get('runtime_hz'))} | "
-                     f"{_cell(e.get('runtime_speedup'), 2, 'x')} | "
+                     f"{_cell(e.get('runtime_speedup'), 2, 'x')} | {versus_torch}"
                      f"{_cell(PAPER_SPEEDUP.get(e['name']), 1, 'x')} | "
                      f"{iou_cell(e.get('runtime_miou'))} | "
                      f"{_change(e.get('runtime_miou'), base['miou'])} | "

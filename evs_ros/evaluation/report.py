@@ -64,7 +64,8 @@ def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
              operating_points: Sequence[OperatingPoint] = tuple(OPERATING_POINTS.values()),
              config: EvsConfig = EvsConfig(), figure_propagations: int = 0,
              progress=None, runtime: bool = False,
-             scoring: Optional[Scoring] = None) -> Dict[str, object]:
+             scoring: Optional[Scoring] = None,
+             torch_reference: bool = False) -> Dict[str, object]:
     """Evaluate operating points (and optionally Figures 6-7 and the runtime) over ``snippets``.
 
     Args:
@@ -77,6 +78,11 @@ def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
         runtime: also run every operating point through the two-worker runtime on both cores
             (:mod:`evs_ros.evaluation.runtime_runs`): ``runtime_hz``, ``runtime_speedup``,
             ``runtime_miou`` per operating point, ``perframe_hz_both_cores`` at the top.
+        torch_reference: also time the per-frame network on torch eager (what a user had
+            without an engine; :class:`TorchReference`): ``perframe_torch_hz`` (and
+            ``perframe_torch_hz_both_cores``) at the top, ``speedup_vs_torch`` (and
+            ``runtime_speedup_vs_torch``) per operating point. The baseline PERFRAME and every
+            ``speedup`` stay on the model's own engine.
         scoring: the ground truth's classes (default: the network's own, predictions as they
             are; :func:`~evs_ros.evaluation.snippets.scoring_for` for other datasets).
 
@@ -90,8 +96,10 @@ def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
     if figure_propagations > 0:
         study = PropagationStudy(model, figure_propagations, config=config, scoring=scoring)
     extra = _runtime_parts(model, refiner, operating_points, config, scoring, runtime)
+    reference = TorchReference(model, config, scoring, runtime) if torch_reference else None
     try:
-        names, resolution = _run_snippets(snippets, evaluator, study, extra, progress)
+        names, resolution = _run_snippets(snippets, evaluator, study, extra, progress,
+                                          reference)
     finally:
         for part in extra:
             part.close()
@@ -105,17 +113,21 @@ def evaluate(snippets: Iterable[EvalSnippet], model, refiner=None,
               'figure7': study.figure7() if study else None}
     if extra:
         _merge_runtime(report, *extra)
+    if reference is not None:
+        reference.merge(report)
     return report
 
 
-def _run_snippets(snippets, evaluator, study, extra, progress):
+def _run_snippets(snippets, evaluator, study, extra, progress, reference=None):
     """Every part on every snippet (one snippet in memory); returns (names, 'WxH')."""
     names, resolution = [], None
     for snippet in snippets:
         if not names:
             _warm_up(snippet, evaluator, extra)
+            if reference is not None:
+                reference.warm_up(snippet)
             resolution = f'{snippet.frames[0].shape[1]}x{snippet.frames[0].shape[0]}'
-        for part in (evaluator, study) + extra:
+        for part in (evaluator, study, reference) + extra:
             if part is not None:
                 part.add(snippet)
         names.append(snippet.name)
@@ -140,6 +152,54 @@ def _warm_up(snippet: EvalSnippet, evaluator, extra) -> None:
     evaluator.warm_up(snippet)
     if extra:
         extra[1].warm_up(snippet)
+
+
+class TorchReference:
+    """The per-frame network on torch eager, next to a model on another engine.
+
+    What a user has without an engine. Timed exactly as the baseline PERFRAME (the synchronous
+    pipeline on one core) and, with the runtime, as the per-frame network with all threads on both
+    cores. Nothing is measured twice when the model runs on torch already.
+    """
+
+    def __init__(self, model, config: EvsConfig, scoring: Scoring, runtime: bool = False):
+        from evs_ros.models.graph import torch_twin
+        twin = torch_twin(model)
+        self.same = twin is model
+        self.sync = None if self.same else OperatingPointEvaluator(twin, None, (), config,
+                                                                   scoring)
+        self.both = None
+        if runtime and not self.same:
+            from evs_ros.evaluation.runtime_runs import BothCoresBaseline
+            self.both = BothCoresBaseline(twin)
+
+    def warm_up(self, snippet: EvalSnippet) -> None:
+        if self.sync is not None:
+            self.sync.warm_up(snippet)
+
+    def add(self, snippet: EvalSnippet) -> None:
+        if self.sync is not None:
+            self.sync.add(snippet)
+        if self.both is not None:
+            self.both.add(snippet)
+
+    def merge(self, report: Dict[str, object]) -> None:
+        """Add ``perframe_torch_hz`` (+ both cores) and the speedups against them."""
+        entries = report['operating_points']
+        sync_hz = entries[0]['hz'] if self.same else self.sync.results()[0]['hz']
+        both_hz = (report.get('perframe_hz_both_cores') if self.same or self.both is None
+                   else finite_or_none(self.both.hz, 3))
+        report['perframe_torch_hz'] = sync_hz
+        if 'perframe_hz_both_cores' in report:
+            report['perframe_torch_hz_both_cores'] = both_hz
+        for entry in entries:
+            entry['speedup_vs_torch'] = _ratio(entry['hz'], sync_hz)
+            if 'perframe_hz_both_cores' in report:
+                entry['runtime_speedup_vs_torch'] = _ratio(entry.get('runtime_hz'), both_hz)
+
+
+def _ratio(hz: Optional[float], base_hz: Optional[float]) -> Optional[float]:
+    return None if not hz or not base_hz else round(hz / base_hz, 4)
 
 
 def _merge_runtime(report: Dict[str, object], baseline, runtime_evaluator) -> None:

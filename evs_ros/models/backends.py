@@ -1,24 +1,17 @@
 """Pluggable segmentation backends behind one SPEC string (paper §3.2: the network is a black box).
 
-SPECs (``ModelConfig.backend``):
+The kinds of SPEC (``ModelConfig.backend``), what each names, its loader and which engines run
+it are ONE table: ``evs_ros/config/backends.py`` (:data:`~evs_ros.config.backends.BACKENDS`);
+this module holds the loaders of the file and callable kinds. Details the table does not say:
 
-- ``espnet:PATH`` - a published ESPNetv2 segmentation state_dict (sacmehta/EdgeNets, e.g. the
-  Cityscapes ``espnetv2_s_2.0_city_1024x512.pth``; ``evs_ros/models/espnet.py``).
-- ``icnet:PATH`` - an evs_ros checkpoint (``evs train`` / ``evs convert``) or directly an official
-  ``.caffemodel``; ``icnet:default`` = the shipped ``evs_ros/models/weights/icnet_synth.pt``.
-- ``torchscript:PATH`` / ``onnx:PATH`` - files written by ``evs export``: input ``image`` float32
-  (1, 3, H, W) BGR in [0, 255] (means are subtracted inside), outputs ``probs`` (1, C, h, w)
-  softmax and optionally ``features`` (1, Cf, hf, wf). Frames are resized to the exported H x W.
-  ONNX runs on onnxruntime, or on OpenCV's ``cv2.dnn`` when onnxruntime is missing.
-- ``tflite:PATH`` - a TensorFlow Lite network with a uint8 RGB input, e.g. Coral's int8
-  DeepLabv3 for Cityscapes (LiteRT; a label-map output is labels-only: R is off;
-  ``evs_ros/models/tflite.py``).
-- ``python:MODULE:FACTORY`` - ``FACTORY()`` returns a callable ``f(image_bgr uint8 (H, W, 3)) ->
+- ``torchscript:PATH`` / ``onnx:PATH``: input ``image`` float32 (1, 3, H, W) BGR in [0, 255]
+  (means are subtracted inside), outputs ``probs`` (1, C, h, w) softmax and optionally
+  ``features`` (1, Cf, hf, wf); frames are resized to the file's H x W when it is fixed. An ONNX
+  file runs on the chosen engine (OpenVINO, ONNX Runtime, TensorRT); ``model.engine=torch``
+  runs it on ONNX Runtime, else OpenCV's ``cv2.dnn``.
+- ``python:MODULE:FACTORY``: ``FACTORY()`` returns a callable ``f(image_bgr uint8 (H, W, 3)) ->
   float32 (C, h, w)`` probabilities at any resolution, with a ``num_classes`` attribute and
   optionally ``class_names`` (a sequence of C names).
-- ``hf:MODEL`` - a Hugging Face ``transformers`` network (SegFormer, UperNet, Mask2Former,
-  MaskFormer): a ``save_pretrained`` directory or a hub id read from the local Hugging Face cache
-  only (``evs_ros/models/hf.py``).
 
 Classes (``evs_ros/data/classes.py``): every backend exposes ``num_classes``, ``class_names``
 (tuple) and ``feature_channels`` (int, or None without features). A network whose class names are
@@ -43,30 +36,23 @@ the image and the warped probabilities only (zeros in place of F).
 
 import importlib
 import json
+import logging
 import os
 from typing import Optional, Tuple
 
 import numpy as np
 
+from evs_ros.config.backends import backend_kinds, split_spec  # noqa: F401 (re-exported)
 from evs_ros.data.classes import (ClassMapping, class_mapping, classes_file_for,
                                   default_class_names, sidecar_class_names)
 from evs_ros.models.base import Prediction
 
+LOGGER = logging.getLogger('evs_ros')
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights')
 DEFAULT_ICNET = os.path.join(WEIGHTS_DIR, 'icnet_synth.pt')
 DEFAULT_REFINER = os.path.join(WEIGHTS_DIR, 'refiner_synth.pt')
 META_FILE = 'evs_meta.json'  # TorchScript extra file: {"input_size": [H, W], "class_names": []}
-KINDS = ('icnet', 'espnet', 'torchscript', 'onnx', 'tflite', 'python', 'hf')
-
-
-def split_spec(spec: str) -> Tuple[str, str]:
-    """'kind:rest' -> (kind, rest); ValueError listing valid kinds otherwise."""
-    kind, sep, rest = spec.partition(':')
-    if not sep or kind not in KINDS or not rest:
-        raise ValueError(f'backend SPEC {spec!r} is not one of icnet:PATH, icnet:default, '
-                         'espnet:PATH, torchscript:PATH, onnx:PATH, tflite:PATH, '
-                         'python:MODULE:FACTORY, hf:MODEL')
-    return kind, rest
+KINDS = tuple(backend_kinds())
 
 
 def _existing(path: str, what: str) -> str:
@@ -78,23 +64,48 @@ def _existing(path: str, what: str) -> str:
 
 
 def load_backend(spec: str, device: str = 'auto', fp16: bool = False):
-    """Build the ``SegmentationModel`` named by ``spec`` (see module docstring)."""
+    """Build the ``SegmentationModel`` named by ``spec`` with the loader of its kind.
+
+    The kinds are ``evs_ros/config/backends.py``'s; the model runs on torch, and
+    :func:`evs_ros.models.loading.load_models` then hands it to the configured engine.
+    """
     kind, rest = split_spec(spec)
-    if kind == 'icnet':
-        return load_icnet(DEFAULT_ICNET if rest == 'default' else rest, device, fp16)
-    if kind == 'espnet':
-        from evs_ros.models.espnet import load_espnet
-        return load_espnet(_existing(rest, 'ESPNetv2 weights'), device, fp16)
-    if kind == 'torchscript':
-        return TorchScriptModel(_existing(rest, 'TorchScript'), device)
-    if kind == 'onnx':
-        return OnnxModel(_existing(rest, 'ONNX'), device)
-    if kind == 'tflite':
-        from evs_ros.models.tflite import load_tflite
-        return load_tflite(_existing(rest, 'TFLite'))
-    if kind == 'hf':
-        from evs_ros.models.hf import load_hf_model
-        return load_hf_model(rest, device, fp16)
+    row = backend_kinds()[kind]
+    if not row.loader:
+        raise ValueError(f'{spec!r} must be resolved first (evs_ros.models.loading.load_models)')
+    module_name, _, function = row.loader.partition(':')
+    return getattr(importlib.import_module(module_name), function)(rest, device, fp16)
+
+
+def load_icnet_spec(rest: str, device: str = 'auto', fp16: bool = False):
+    """``icnet:PATH|default``."""
+    return load_icnet(DEFAULT_ICNET if rest == 'default' else rest, device, fp16)
+
+
+def load_onnx_spec(rest: str, device: str = 'auto', fp16: bool = False):
+    """``onnx:PATH`` (runs on onnxruntime until an engine is chosen)."""
+    return OnnxModel(_existing(rest, 'ONNX'), device)
+
+
+def load_torchscript_spec(rest: str, device: str = 'auto', fp16: bool = False):
+    """``torchscript:PATH``."""
+    return TorchScriptModel(_existing(rest, 'TorchScript'), device)
+
+
+def load_espnet_spec(rest: str, device: str = 'auto', fp16: bool = False):
+    """``espnet:PATH``."""
+    from evs_ros.models.espnet import load_espnet
+    return load_espnet(_existing(rest, 'ESPNetv2 weights'), device, fp16)
+
+
+def load_tflite_spec(rest: str, device: str = 'auto', fp16: bool = False):
+    """``tflite:PATH`` (LiteRT, labels or probabilities; not exportable)."""
+    from evs_ros.models.tflite import load_tflite
+    return load_tflite(_existing(rest, 'TFLite'))
+
+
+def load_python_spec(rest: str, device: str = 'auto', fp16: bool = False):
+    """``python:MODULE:FACTORY``."""
     return PythonModel(rest)
 
 
@@ -184,66 +195,123 @@ def _file_class_names(path: str, fallback=None):
 
 
 class TorchScriptModel(MappedClassesModel):
-    """A TorchScript file from ``evs export`` as a ``SegmentationModel``."""
+    """A TorchScript file from ``evs export`` as a ``SegmentationModel``.
+
+    Its module runs through ``runner`` (torch, or an engine after an ONNX export).
+    """
+
+    graph_name = 'torchscript'
 
     def __init__(self, path: str, device: str = 'auto'):
         import torch
+        from evs_ros.models.graph import ScriptGraph, TorchRunner
         from evs_ros.models.icnet import select_device
         self.device = select_device(device)
         extra = {META_FILE: ''}
-        self.module = torch.jit.load(path, map_location=self.device, _extra_files=extra).eval()
+        module = torch.jit.load(path, map_location=self.device, _extra_files=extra).eval()
         meta = json.loads(extra[META_FILE] or '{}')
         self.input_size = tuple(meta['input_size']) if meta.get('input_size') else None
+        self.runner = TorchRunner(ScriptGraph(module))
         probe = self.raw_predict(np.zeros((self.input_size or (65, 65)) + (3,), np.uint8))
+        if probe.features is None:
+            self.runner.module.output_names = ('probs',)
         self.set_classes(*_file_class_names(path, meta.get('class_names')), probe)
 
     def raw_predict(self, image_bgr: np.ndarray) -> Prediction:
         """uint8 (H, W, 3) BGR -> Prediction at the exported network's output size."""
         import torch
         data = torch.from_numpy(_resize_bgr(image_bgr, self.input_size)).to(self.device)
-        with torch.inference_mode():
-            outputs = self.module(data)
-        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
-        return _prediction([output.float().cpu().numpy() for output in outputs])
+        return _prediction([output.float().cpu().numpy() for output in self.runner(data)])
 
 
 class OnnxModel(MappedClassesModel):
-    """An ONNX file from ``evs export`` on onnxruntime (CUDA when available) or ``cv2.dnn``."""
+    """An ONNX file as a ``SegmentationModel``, run by an engine (:meth:`use_engine`).
+
+    OpenVINO, ONNX Runtime or TensorRT read the file itself; without an engine (the torch reference
+    has none for ONNX) ONNX Runtime, or OpenCV's ``cv2.dnn`` when it is missing.
+    """
 
     def __init__(self, path: str, device: str = 'auto'):
-        try:
-            import onnxruntime
-        except ImportError:
-            onnxruntime = None
-        self.session, self.dnn = None, None
-        if onnxruntime is not None:
-            available = onnxruntime.get_available_providers()
-            providers = ['CPUExecutionProvider']
-            if device != 'cpu' and 'CUDAExecutionProvider' in available:
-                providers.insert(0, 'CUDAExecutionProvider')
-            self.session = onnxruntime.InferenceSession(path, providers=providers)
-            shape = self.session.get_inputs()[0].shape
-            self.output_names = [output.name for output in self.session.get_outputs()]
-        else:
-            import cv2
-            import onnx
-            self.dnn = _read_onnx_with_cv2(cv2, path)
-            graph = onnx.load(path).graph
-            shape = [dim.dim_value or None for dim in graph.input[0].type.tensor_type.shape.dim]
-            self.output_names = [output.name for output in graph.output]
-        static = all(isinstance(dim, int) and dim > 0 for dim in shape[2:])
+        import onnx
+
+        from evs_ros.models.engines import engine_version
+        self.path = path
+        self.device_type = 'cuda' if device.startswith('cuda') else 'cpu'
+        graph = onnx.load(path, load_external_data=False).graph
+        initializers = {item.name for item in graph.initializer}
+        inputs = [item for item in graph.input if item.name not in initializers]
+        shape = [dim.dim_value or None for dim in inputs[0].type.tensor_type.shape.dim]
+        self.input_name = inputs[0].name
+        self.output_names = tuple(output.name for output in graph.output)
+        static = len(shape) == 4 and all(dim for dim in shape[2:])
         self.input_size = (int(shape[2]), int(shape[3])) if static else None
+        self._resized_from = set()  # frame sizes already said to be resized to input_size
+        self._sessions = {}
+        self.dnn = None
+        self.engine, self.precision = '', 'fp32'
+        self.use_engine('onnxruntime' if engine_version('onnxruntime') else 'opencv')
         probe = self.raw_predict(np.zeros((self.input_size or (65, 65)) + (3,), np.uint8))
         self.set_classes(*_file_class_names(path), probe)
 
+    def use_engine(self, engine: str, precision: str = 'fp32') -> None:
+        """Run the file on ``engine`` (openvino, onnxruntime, tensorrt, or opencv = cv2.dnn)."""
+        self.engine, self.precision = engine, precision
+        self._sessions = {}
+        if engine == 'opencv' and self.dnn is None:
+            import cv2
+            self.dnn = _read_onnx_with_cv2(cv2, self.path)
+
     def raw_predict(self, image_bgr: np.ndarray) -> Prediction:
         """uint8 (H, W, 3) BGR -> Prediction at the exported network's output size."""
+        self._say_resized(tuple(image_bgr.shape[:2]))
         data = _resize_bgr(image_bgr, self.input_size)
-        if self.session is not None:
-            name = self.session.get_inputs()[0].name
-            return _prediction(self.session.run(self.output_names, {name: data}))
-        self.dnn.setInput(data)
-        return _prediction(self.dnn.forward(self.output_names))
+        if self.engine == 'opencv':
+            self.dnn.setInput(data)
+            return _prediction(self.dnn.forward(list(self.output_names)))
+        import torch
+        session = self._session(torch.get_num_threads(), tuple(data.shape))
+        outputs = session.run([torch.from_numpy(data)])
+        return _prediction([output.float().cpu().numpy() for output in outputs])
+
+    def _say_resized(self, size_hw: tuple) -> None:
+        """Warn once per frame size that a fixed-size graph gets its frames resized.
+
+        The network's input scale (``model.input_short_side`` times D) cannot reach a graph
+        exported at one size: the frame is resized to the file's size instead, never silently.
+        """
+        if not self.input_size or size_hw == self.input_size or size_hw in self._resized_from:
+            return
+        self._resized_from.add(size_hw)
+        LOGGER.warning('onnx:%s has a fixed input of %dx%d (HxW): frames of %dx%d reach it '
+                       'resized (export it at the network input size, or with dynamic height '
+                       'and width)', self.path, self.input_size[0], self.input_size[1],
+                       size_hw[0], size_hw[1])
+
+    def _session(self, threads: int, shape: tuple):
+        """Return the session for ``threads`` (and, for TensorRT, the input ``shape``).
+
+        A file with a dynamic input runs every size on OpenVINO and ONNX Runtime; TensorRT
+        builds one plan per size, so that each plan serves exactly the size it was built for.
+        """
+        key = (threads, shape if self.engine == 'tensorrt' else None)
+        session = self._sessions.get(key)
+        if session is None:
+            from evs_ros.models.engines import SessionSpec, open_session
+            session = open_session(SessionSpec(
+                self.engine, self.path, (self.input_name,), self.output_names, threads,
+                self.precision, self.device_type, self._plan_path(shape), (shape,)))
+            self._sessions[key] = session
+        return session
+
+    def _plan_path(self, shape: tuple) -> str:
+        """TensorRT: where the plan built from this file for ``shape`` is cached."""
+        if self.engine != 'tensorrt':
+            return ''
+        from evs_ros.models import engine_cache
+        from evs_ros.models.engines import engine_version
+        folder = engine_cache.graph_dir('onnx-file', engine_cache.file_hash(self.path))
+        return os.path.join(folder, f'{engine_cache.shape_key([shape])}-tensorrt'
+                            f'{engine_version("tensorrt")}-{self.precision}.plan')
 
 
 def _read_onnx_with_cv2(cv2, path: str):
@@ -260,6 +328,8 @@ def _read_onnx_with_cv2(cv2, path: str):
 
 class PythonModel(MappedClassesModel):
     """``python:MODULE:FACTORY``: a user callable returning float32 (C, h, w) probabilities."""
+
+    engine = 'python'  # runs as it is: model.engine does not apply (not exportable)
 
     def __init__(self, target: str):
         module_name, sep, factory_name = target.rpartition(':')

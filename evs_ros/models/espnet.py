@@ -36,8 +36,8 @@ the Refiner: the level-3 encoder output (1/8 of the input; 256 channels at s = 2
 counterpart of ICNet's ``conv3_1`` (the encoder before its deepest, most expensive stage).
 
 Adaptive average pooling with sizes that do not divide (the pyramid's 1.5 and 0.1 scales) has no
-ONNX operator; :func:`adaptive_avg_pool2d` computes the same windows with cumulative sums when
-the network is being exported, and with ``F.adaptive_avg_pool2d`` otherwise.
+ONNX operator; :func:`adaptive_avg_pool2d` computes the same windows with average pooling and
+gathers when the network is being exported, and with ``F.adaptive_avg_pool2d`` otherwise.
 """
 
 import math
@@ -379,8 +379,9 @@ def adaptive_avg_pool2d(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """Average-pool ``x`` adaptively to ``size``, exportable to ONNX for any sizes.
 
     While exporting (ONNX or ``torch.export``), windows that do not divide evenly are averaged
-    with cumulative sums along each axis (window i of n -> m covers ``[floor(i n / m),
-    ceil((i + 1) n / m))``, as PyTorch's adaptive pooling); otherwise PyTorch's own op.
+    along each axis by stride-1 average pooling and a gather of the windows' starts (window i of
+    n -> m covers ``[floor(i n / m), ceil((i + 1) n / m))``, as PyTorch's adaptive pooling);
+    otherwise PyTorch's own op.
     """
     if not _exporting():
         return F.adaptive_avg_pool2d(x, size)
@@ -404,16 +405,22 @@ def _adaptive_mean_along(x: torch.Tensor, axis: int, out_size: int) -> torch.Ten
         factor = in_size // out_size
         kernel = (factor, 1) if axis == 2 else (1, factor)
         return F.avg_pool2d(x, kernel, kernel)
+    # Uneven windows: one stride-1 average pooling per window length, the windows' starts
+    # gathered from it (engines run pooling and gathers fast; a cumulative sum they do not).
     starts = [(i * in_size) // out_size for i in range(out_size)]
-    ends = [-(-((i + 1) * in_size) // out_size) for i in range(out_size)]
-    padded = F.pad(torch.cumsum(x, dim=axis), (0, 0, 1, 0) if axis == 2 else (1, 0))
-    upper = padded.index_select(axis, torch.tensor(ends, device=x.device))
-    lower = padded.index_select(axis, torch.tensor(starts, device=x.device))
-    lengths = torch.tensor([e - s for s, e in zip(starts, ends)], dtype=x.dtype,
-                           device=x.device)
-    shape = [1, 1, 1, 1]
-    shape[axis] = out_size
-    return (upper - lower) / lengths.reshape(shape)
+    lengths = [-(-((i + 1) * in_size) // out_size) - start for i, start in enumerate(starts)]
+    pieces, order = [], []
+    for length in sorted(set(lengths)):
+        kernel = (length, 1) if axis == 2 else (1, length)
+        pooled = F.avg_pool2d(x, kernel, 1)
+        windows = [i for i in range(out_size) if lengths[i] == length]
+        index = torch.tensor([starts[i] for i in windows], device=x.device)
+        pieces.append(pooled.index_select(axis, index))
+        order += windows
+    if len(pieces) == 1:
+        return pieces[0]
+    inverse = torch.tensor(sorted(range(out_size), key=order.__getitem__), device=x.device)
+    return torch.cat(pieces, dim=axis).index_select(axis, inverse)
 
 
 def preprocess_bgr(image_bgr: torch.Tensor) -> torch.Tensor:
@@ -479,6 +486,8 @@ def class_names_for(num_classes: int) -> Optional[Tuple[str, ...]]:
 class EspnetModel:
     """ESPNetv2 as a ``SegmentationModel`` (``evs_ros/models/base.py``): numpy in, numpy out.
 
+    The network runs through ``runner`` (torch eager, or an engine: ``evs_ros/models/graph.py``).
+
     Any input size works: the frame is padded bottom/right (mean colour) to a multiple of 16 and
     the outputs are cropped back to ``ceil(H / 2) x ceil(W / 2)`` (probabilities) and
     ``ceil(H / 8) x ceil(W / 8)`` (features) cells.
@@ -491,11 +500,14 @@ class EspnetModel:
     """
 
     trained_short_side = TRAINED_SHORT_SIDE
+    graph_name = 'espnet'
 
     def __init__(self, network: ESPNetv2, device: str = 'auto', fp16: bool = False,
                  network_names: Optional[Sequence[str]] = None):
+        from evs_ros.models.graph import ProbsAndFeatures, TorchRunner
         from evs_ros.models.icnet import place_network
         self.network, self.device, self.fp16 = place_network(network, device, fp16)
+        self.runner = TorchRunner(ProbsAndFeatures(self.network))
         names = network_names or class_names_for(network.num_classes)
         self.mapping = class_mapping(None if names is None else tuple(names),
                                      network.num_classes)
@@ -520,10 +532,10 @@ class EspnetModel:
         from evs_ros.models.icnet import check_image
         height, width = check_image(images_bgr[0])
         data = torch.cat([self.prepare(image) for image in images_bgr])
+        probs, features = self.runner(data)  # torch eager or an engine (models/graph.py)
         with torch.inference_mode():
-            out = self.network(data)
-            probs = self.publish(torch.softmax(out['logits'].float(), dim=1))
-            features = out['features'].float()
+            probs = self.publish(probs.float().to(self.device))
+            features = features.float()
         rows, cols = -(-height // OUTPUT_STRIDE), -(-width // OUTPUT_STRIDE)
         probs = probs[:, :, :rows, :cols].cpu().numpy()
         rows, cols = -(-height // FEATURE_STRIDE), -(-width // FEATURE_STRIDE)

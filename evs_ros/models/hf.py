@@ -50,6 +50,7 @@ import torch
 from evs_ros.errors import one_line
 from evs_ros.data.classes import class_mapping
 from evs_ros.models.base import Prediction
+from evs_ros.models.graph import TorchRunner
 from evs_ros.models.hf_hub import resolve_model_dir
 from evs_ros.models.icnet import check_image, place_network
 
@@ -251,6 +252,8 @@ class HfSegmentationModel:
         self._source_index = (None if self.mapping.source_index is None else
                               torch.as_tensor(self.mapping.source_index, device=self.device))
         self._scale, self._offset = _affine(preprocessing, self.device)
+        self.graph_name = f'hf-{family}'
+        self.runner = TorchRunner(HfGraph(self.network, family))
 
     def predict(self, image_bgr: np.ndarray) -> Prediction:
         """Segment one uint8 (H, W, 3) BGR frame.
@@ -262,9 +265,9 @@ class HfSegmentationModel:
         """
         height, width = check_image(image_bgr)
         data = self.prepare(image_bgr)
+        probs, features = self.runner(data)
         with torch.inference_mode():
-            probs, features = _FORWARD[self.family](self.network, data)
-            probs = self._publish(probs.float()[0])
+            probs = self._publish(probs.float()[0].to(self.device))
             probs = _crop_cells(probs, height, width, data.shape[-2:])
             features = _crop_cells(features.float()[0], height, width, data.shape[-2:])
         return Prediction(probs=probs.cpu().numpy(), features=features.cpu().numpy())
@@ -291,6 +294,28 @@ class HfSegmentationModel:
         if self.mapping.dropped:
             probs = probs / probs.sum(dim=0, keepdim=True).clamp_min(1e-12)
         return probs
+
+
+class HfGraph(torch.nn.Module):
+    """The graph of a transformers network (what an engine runs, ``evs_ros/models/graph.py``).
+
+    Normalised padded RGB ``data`` (1, 3, Hp, Wp) -> ``probs`` (softmax over the network's own
+    classes) and ``features`` (first stage), both float32 at 1/4, uncropped. Height and width may
+    be dynamic in an export (``dynamic_axes``).
+    """
+
+    input_names = ('data',)
+    output_names = ('probs', 'features')
+    dynamic_axes = {'data': {2: 'height', 3: 'width'}, 'probs': {2: 'rows', 3: 'cols'},
+                    'features': {2: 'rows', 3: 'cols'}}
+
+    def __init__(self, network: torch.nn.Module, family: str):
+        super().__init__()
+        self.network, self.family = network, family
+
+    def forward(self, data: torch.Tensor):
+        probs, features = _FORWARD[self.family](self.network, data)
+        return probs.float(), features.float()
 
 
 def _affine(preprocessing: Preprocessing, device) -> Tuple[torch.Tensor, torch.Tensor]:

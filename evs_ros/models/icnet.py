@@ -308,15 +308,21 @@ class IcnetModel:
 
     Any input size works: the frame is padded (bottom/right, with the mean colour) to the next
     32k+1 size where ICNet matches Caffe, and outputs are cropped back to
-    ``(H - 1) // 4 + 1`` (probs) and ``(H - 1) // 16 + 1`` (features) cells.
+    ``(H - 1) // 4 + 1`` (probs) and ``(H - 1) // 16 + 1`` (features) cells. The network runs
+    through ``runner`` (torch eager here; an engine after
+    :func:`evs_ros.models.loading.load_models`, ``evs_ros/models/graph.py``).
     """
+
+    graph_name = 'icnet'
 
     def __init__(self, network: ICNet, device: str = 'auto', fp16: bool = False,
                  class_names: Optional[Tuple[str, ...]] = None):
+        from evs_ros.models.graph import ProbsAndFeatures, TorchRunner
         self.network, self.device, self.fp16 = place_network(network, device, fp16)
         self.num_classes = network.num_classes
         self.feature_channels = network.feature_channels
         self.class_names = class_names
+        self.runner = TorchRunner(ProbsAndFeatures(self.network))
 
     def predict(self, image_bgr):
         """Segment one uint8 (H, W, 3) BGR frame -> ``Prediction``.
@@ -336,12 +342,10 @@ class IcnetModel:
         from evs_ros.models.base import Prediction
         height, width = check_image(images_bgr[0])
         data = torch.cat([self.prepare(image) for image in images_bgr])
-        with torch.inference_mode():
-            out = self.network(data)
-            probs = torch.softmax(out['logits'].float(), dim=1)
-            features = out['features'].float()
-        probs = probs[:, :, :output_size(height, 4), :output_size(width, 4)].cpu().numpy()
-        features = features[:, :, :output_size(height, 16), :output_size(width, 16)].cpu().numpy()
+        probs, features = self.runner(data)
+        probs = probs[:, :, :output_size(height, 4), :output_size(width, 4)]
+        features = features[:, :, :output_size(height, 16), :output_size(width, 16)]
+        probs, features = probs.float().cpu().numpy(), features.float().cpu().numpy()
         return [Prediction(probs=p, features=f) for p, f in zip(probs, features)]
 
     def prepare(self, image_bgr) -> torch.Tensor:

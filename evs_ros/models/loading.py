@@ -9,7 +9,9 @@ The node, every ``evs`` command, the benchmarks and training load models through
   features still works: the Refiner then gets zeros in their place);
 * ``model.refiner: default`` names the shipped Refiner, trained for the shipped ICNet. With
   another network it does not match: R then acts as off and a warning says why (not an error).
-  A Refiner the user names explicitly must match, else :class:`ModelMismatchError`.
+  A Refiner the user names explicitly must match, else :class:`ModelMismatchError`;
+* both run on the engine of ``model.engine`` at ``model.precision`` (:func:`use_engines`), and
+  one log line names the engine and why it was chosen.
 
 The network's scale is settled here too, once for every caller (:func:`apply_input_settings`):
 the scale it was trained at (``trained_short_side``: from its catalogue entry for
@@ -100,26 +102,90 @@ def load_models(model_config: ModelConfig, need_refiner: bool = True):
     """
     from evs_ros.models.backends import load_backend, load_refiner
     chosen = auto_backend() if model_config.backend == AUTO else model_config.backend
-    model = load_backend(resolve_backend_spec(chosen), model_config.device, model_config.fp16)
+    spec = resolve_backend_spec(chosen)
+    model = load_backend(spec, model_config.device, model_config.fp16)
     model.backend_spec, model.description = chosen, describe_backend(chosen)
     model = apply_input_settings(model, model_config, catalogue_entry_for(chosen))
-    if not need_refiner or not model_config.refiner:
-        return model, None
-    if getattr(model, 'labels_only', False):
+    refiner = None
+    if need_refiner and model_config.refiner and getattr(model, 'labels_only', False):
         LOGGER.warning('%s gives labels, not probabilities: R (the Refiner) needs probabilities '
                        'and acts as off; W and IAM work on the labels', model_config.backend)
-        return model, None
-    refiner = load_refiner(model_config.refiner, model_config.device, model_config.fp16)
-    reason = refiner_mismatch(model, refiner)
-    if reason is None:
-        return model, refiner
-    if model_config.refiner == 'default':
-        LOGGER.warning('the shipped Refiner does not fit %s (%s): R acts as off; train one with '
-                       '`evs train refiner --backend %s`', model_config.backend, reason,
+    elif need_refiner and model_config.refiner:
+        refiner = load_refiner(model_config.refiner, model_config.device, model_config.fp16)
+        reason = refiner_mismatch(model, refiner)
+        if reason is not None and model_config.refiner == 'default':
+            LOGGER.warning('the shipped Refiner does not fit %s (%s): R acts as off; train one '
+                           'with `evs train refiner --backend %s`', model_config.backend, reason,
+                           model_config.backend)
+            refiner = None
+        elif reason is not None:
+            raise ModelMismatchError(f'model.refiner {model_config.refiner!r} was trained for '
+                                     f'another network: {reason}')
+    use_engines(model_config, spec, model, refiner)
+    return model, refiner
+
+
+def use_engines(model_config: ModelConfig, spec: str, model, refiner=None) -> str:
+    """Hand ``model`` (loaded from ``spec``) and ``refiner`` to ``model.engine``; return it.
+
+    At ``model.precision``; logs one line naming the engine and why (plus one for a refused
+    precision or a network the engine does not apply to).
+
+    Raises:
+        ImportError, ValueError: an explicitly requested engine is not installed or does not
+            run on the device (one line).
+    """
+    from evs_ros.config import backend_kinds, split_spec
+    from evs_ros.models.engines import choose_engine, choose_precision, engine_version
+    from evs_ros.models.icnet import select_device
+    device_type = select_device(model_config.device).type
+    engine, why = choose_engine(model_config.engine, device_type)
+    precision, note = choose_precision(engine, model_config.effective_precision, device_type)
+    if note:
+        LOGGER.warning(note)
+    support = backend_kinds()[split_spec(spec)[0]].engines
+    backend = getattr(model, 'backend_spec', None) or model_config.backend
+    named = backend + (' and its Refiner' if refiner is not None else '')
+    if engine != 'torch' and support == 'none':
+        from evs_ros.models.graph import engine_name
+        # Asked for explicitly: a warning; chosen by auto: what happens, said once.
+        log = LOGGER.info if model_config.engine == 'auto' else LOGGER.warning
+        log('model.engine %s does not apply to %s (it is not exportable: %s runs it as it is)',
+            engine, model_config.backend, engine_name(model))
+        named = f'the Refiner of {backend}' if refiner is not None else ''
+    elif engine == 'torch' and support == 'onnx':
+        LOGGER.info('%s has no torch graph: ONNX Runtime (else OpenCV DNN) runs it',
+                    model_config.backend)
+    else:
+        _attach(model, engine, precision, device_type, model_config)
+    if engine == 'torch' and precision == 'fp16' and not getattr(model, 'fp16', False):
+        LOGGER.warning('model.fp16 is refused by %s on torch (its graph runs float32)',
                        model_config.backend)
-        return model, None
-    raise ModelMismatchError(f'model.refiner {model_config.refiner!r} was trained for another '
-                             f'network: {reason}')
+    if refiner is not None and engine != 'torch':
+        refiner_precision = 'fp32' if precision == 'int8' else precision
+        if precision == 'int8':
+            LOGGER.info('the Refiner runs fp32 on %s (int8 calibration covers the keyframe '
+                        'network only)', engine)
+        _attach(refiner, engine, refiner_precision, device_type, model_config)
+    version = engine_version(engine)
+    if named:
+        LOGGER.info('engine %s%s, %s, for %s (%s)', engine, f' {version}' if version else '',
+                    precision, named, why)
+    return engine
+
+
+def _attach(model, engine: str, precision: str, device_type: str,
+            model_config: ModelConfig) -> None:
+    """Swap ``model``'s torch runner for ``engine`` (an ONNX file model switches its session)."""
+    from evs_ros.models.graph import use_engine
+    if hasattr(model, 'use_engine'):
+        model.use_engine(engine, precision)
+        return
+    calibration = None
+    if precision == 'int8':
+        from evs_ros.models.quantize import calibration_source
+        calibration = calibration_source(model, model_config.calibration)
+    use_engine(model, engine, precision, device_type, calibration)
 
 
 CACHED_SNAPSHOT = re.compile(r'models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]')

@@ -102,15 +102,43 @@ class RefinerNet(nn.Module):
         return {'logits': logits}
 
 
+class RefinerGraph(nn.Module):
+    """The Refiner's graph (what an engine runs, ``evs_ros/models/graph.py``).
+
+    Preprocessed image, warped probabilities (and warped features when the network takes them) ->
+    ``refined`` probabilities (softmax, float32) at the shape of the warped probabilities.
+    """
+
+    output_names = ('refined',)
+
+    def __init__(self, network: RefinerNet):
+        super().__init__()
+        self.network = network
+        self.input_names = ('data', 'probs') + (('features',) if network.feature_channels
+                                                else ())
+
+    def forward(self, data: torch.Tensor, probs: torch.Tensor,
+                features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        logits = self.network(data, probs, features)['logits'].float()
+        return torch.softmax(resize_to(logits, probs.shape[-2:]), dim=1)
+
+
 class TorchRefiner:
-    """``RefinerModel`` (``evs_ros/models/base.py``) around a ``RefinerNet``: numpy in and out."""
+    """``RefinerModel`` (``evs_ros/models/base.py``) around a ``RefinerNet``: numpy in and out.
+
+    The network runs through ``runner`` (torch eager, or an engine: ``evs_ros/models/graph.py``).
+    """
+
+    graph_name = 'refiner'
 
     def __init__(self, network: RefinerNet, device: str = 'auto', fp16: bool = False,
                  class_names: Optional[Sequence[str]] = None):
+        from evs_ros.models.graph import TorchRunner
         self.network, self.device, self.fp16 = place_network(network, device, fp16)
         self.num_classes = network.num_classes
         self.feature_channels = network.feature_channels
         self.class_names = tuple(class_names) if class_names else None
+        self.runner = TorchRunner(RefinerGraph(self.network))
 
     def refine(self, image_bgr: np.ndarray, probs_warped: np.ndarray,
                features_warped: Optional[np.ndarray]) -> np.ndarray:
@@ -119,7 +147,18 @@ class TorchRefiner:
         Args:
             image_bgr: uint8 (H, W, 3) current frame.
             probs_warped: float32 (C, h, w) warped keyframe probabilities in [0, 1].
-            features_warped: float32 (Cf, hf, wf) warped keyframe features, or None.
+            features_warped: float32 (Cf, hf, wf) warped keyframe features, or None (zeros
+                then, for a Refiner trained with features).
+        """
+        refined = self.runner(*self.prepare(image_bgr, probs_warped, features_warped))[0]
+        return refined[0].float().cpu().numpy()
+
+    def prepare(self, image_bgr: np.ndarray, probs_warped: np.ndarray,
+                features_warped: Optional[np.ndarray]) -> tuple:
+        """Return the graph's input tensors on the device.
+
+        Image (1, 3, H, W) minus ICNet's means, probabilities (1, C, h, w) and, when the network
+        takes them, features (1, Cf, hf, wf) (1x1 zeros for None).
         """
         check_image(image_bgr)
         if probs_warped.ndim != 3 or probs_warped.shape[0] != self.num_classes:
@@ -129,12 +168,12 @@ class TorchRefiner:
         image = torch.from_numpy(np.ascontiguousarray(image_bgr)).to(self.device)
         data = preprocess_bgr(image[None]).to(dtype)
         probs = torch.from_numpy(np.ascontiguousarray(probs_warped)).to(self.device, dtype)[None]
-        features = None
-        if features_warped is not None and self.network.feature_channels:
+        if not self.network.feature_channels:
+            return data, probs
+        if features_warped is None:
+            features = torch.zeros((1, self.network.feature_channels, 1, 1), dtype=dtype,
+                                   device=self.device)
+        else:
             features = torch.from_numpy(np.ascontiguousarray(features_warped))
             features = features.to(self.device, dtype)[None]
-        with torch.inference_mode():
-            logits = self.network(data, probs, features)['logits'].float()
-            logits = resize_to(logits, probs_warped.shape[-2:])
-            refined = torch.softmax(logits, dim=1)[0]
-        return refined.cpu().numpy()
+        return data, probs, features

@@ -79,6 +79,7 @@ class TfliteModel:
         feature_channels: None (no low-level features for the Refiner).
     """
 
+    engine = 'litert'  # runs as it is: model.engine does not apply (not exportable)
     feature_channels = None
 
     def __init__(self, path: str, threads: int = 1, tiling: str = 'tiles'):

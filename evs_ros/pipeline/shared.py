@@ -5,15 +5,16 @@ A component container loads several EvsNodes into one process; they ask
 settings share one :class:`~evs_ros.pipeline.runtime.EvsRuntime` (one inference worker, one
 network, streams served round-robin); the last :meth:`RuntimePool.release` closes it. A new runtime
 is warmed up (:func:`warm_up`) before it is handed out, so the first camera frames do not wait for
-the network's slow first run.
+the network's slow first run, nor for an engine's export: the warm-up opens the engine graphs
+cached for earlier resolutions, and a resolution without one is built in the background while
+torch labels its frames (``evs_ros/models/graph.py``).
 """
 
 import logging
 import threading
 import time
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
-import numpy as np
 
 from evs_ros.config import EvsConfig
 from evs_ros.pipeline.runtime import EvsRuntime
@@ -23,14 +24,18 @@ WARM_UP_HW = (256, 512)
 """Size of the warm-up frame: big enough to initialise every kernel, cheap on a CPU."""
 
 
-def warm_up(model, refiner=None, size_hw: Tuple[int, int] = WARM_UP_HW) -> float:
-    """Run the network (and the Refiner) once on a gray frame; returns the seconds it took."""
+def warm_up(model, refiner=None, size_hw: Tuple[int, int] = WARM_UP_HW,
+            threads: Optional[int] = None) -> float:
+    """Warm the networks up before any camera frame; return the seconds it took.
+
+    :func:`evs_ros.models.graph.warm_up`: cached engine graphs, the torch reference on a gray
+    frame, background builds from then on.
+    """
+    from evs_ros.models.graph import warm_up as warm_up_graphs
     start = time.perf_counter()
-    image = np.full(size_hw + (3,), 127, np.uint8)
-    prediction = model.predict(image)
-    if refiner is not None:
-        probs = np.asarray(prediction.probs, np.float32)
-        refiner.refine(image, probs, prediction.features)
+    opened = warm_up_graphs(model, refiner, size_hw, threads)
+    if opened:
+        LOGGER.info('engine graphs opened at warm-up: %s', ', '.join(opened))
     return time.perf_counter() - start
 
 
@@ -40,9 +45,9 @@ def pool_key(config: EvsConfig) -> tuple:
     The networks (not the palette, which only colours) and the inference worker's settings.
     """
     model, runtime = config.model, config.runtime
-    return (model.backend, model.refiner, model.device, model.fp16, model.input_short_side,
-            model.window, runtime.inference_threads, runtime.keyframe_priority,
-            runtime.keyframe_batch)
+    return (model.backend, model.refiner, model.device, model.fp16, model.engine,
+            model.precision, model.calibration, model.input_short_side, model.window,
+            runtime.inference_threads, runtime.keyframe_priority, runtime.keyframe_batch)
 
 
 class RuntimePool:
@@ -71,7 +76,7 @@ class RuntimePool:
     def _create(config: EvsConfig, need_refiner: bool) -> EvsRuntime:
         from evs_ros.models.loading import load_models
         model, refiner = load_models(config.model, need_refiner)
-        seconds = warm_up(model, refiner)
+        seconds = warm_up(model, refiner, threads=config.runtime.inference_threads)
         LOGGER.info('network %s ready (warm-up %.2f s)', config.model.backend, seconds)
         return EvsRuntime(config, model, refiner)
 

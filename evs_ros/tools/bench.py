@@ -6,7 +6,7 @@ Commands::
     evs bench flow --json FILE ...        DIS alone vs a whole propagated frame
     evs bench flow-scale --out DIR ...    accuracy and cost of flow on reduced frames (Fig. 6)
     evs bench cameras --out DIR ...       how many cameras at 17 Hz one node serves
-    evs bench models --out FILE ...       ICNet (full, reduced) and Refiner, ms per frame
+    evs bench models --out FILE ...       networks and their Refiner per engine, ms per frame
     evs bench latency --json FILE ...     end-to-end latency of the ROS node over DDS
     evs bench chunks --out DIR ...        how evs fleet's chunk borders change the labels
 """

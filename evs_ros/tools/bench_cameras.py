@@ -50,8 +50,8 @@ def markdown(report) -> str:
     lines = ['# evs bench cameras', '', f"Hardware: {report['hardware_line']}. "
              f"{report['resolution']} at {report['rate_hz']:g} Hz, operating point "
              f"{report['operating_point']}, flow computed at scale {report['flow_scale']:g}, "
-             'backend '
-             f"`{report['backend']}`, {report['seconds']:g} s per trial.", '',
+             f"backend `{report['backend']}` on {report['engine']}, {report['seconds']:g} s per "
+             'trial.', '',
              f"**Cameras served: {report['cameras_served']}**", '',
              '| cameras | served | labelled / sent | unlabelled after the first second | '
              'latency p50 / p99 ms | keyframes | mIoU per camera % |',
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     except common.USER_ERRORS as error:
         return common.fail('bench cameras', error)
     common.apply_threads(config, args.tune_allocator)
+    common.warm_up_engines(model, refiner, clips[0].frames[0], config)
     trial = CameraTrial(model, refiner, config, len(model_class_names(model)), args.rate_hz,
                         args.seconds, args.score_stride)
     result = camera_capacity(trial, clips, args.max_cameras, progress=lambda t: print(
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     report = {'hardware': hardware, 'hardware_line': common.hardware_line(hardware),
               'resolution': args.resolution, 'rate_hz': args.rate_hz, 'seconds': args.seconds,
               'operating_point': config.operating_point.name, 'backend': config.model.backend,
+              **common.engine_report(model, refiner),
               'flow_scale': FlowEstimator(effective_flow(config)).scale_for(
                   clips[0].frames[0].shape[1]), 'config': _settings(config),
               f'cameras_at_{args.rate_hz:g}hz': result['cameras_served'], **result}

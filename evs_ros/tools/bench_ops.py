@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{QUICK['figure_propagations']})")
     parser.add_argument('--no-runtime', dest='runtime', action='store_false',
                         help='skip the two-worker runtime runs (runtime_speedup, runtime_miou)')
+    parser.add_argument('--no-torch-reference', dest='torch_reference', action='store_false',
+                        help='skip timing the per-frame network on torch eager when the '
+                             'network runs on another engine (speedup_vs_torch)')
     common.add_snippet_arguments(parser)
     common.add_operating_points_argument(parser)
     common.add_config_arguments(parser, operating_point_flag=False)
@@ -72,13 +75,32 @@ def write_markdown(report, path: str, images: List[str]) -> None:
              f"({hw['opencv_threads']} threads).",
              f"Resolution {report['resolution']}, {len(report['snippets'])} snippets "
              f"({report['data']['kind']}), backend `{report['backend']}`, refiner "
-             f"`{report['refiner'] or 'none'}`, {report['elapsed_s']} s in all.", '',
+             f"`{report['refiner'] or 'none'}`, {report['elapsed_s']} s in all.",
+             engine_line(report), '',
              *[line for note in report.get('accuracy_notes', ())
                for line in (f'**Note:** {note}', '')],
              *speed_markdown(report), *runtime_markdown(report), *accuracy_markdown(report),
              *figures_markdown(report)]
     lines += [f'![{name}]({name})' for name in images]
     common.write_text(path, '\n'.join(lines))
+
+
+def engine_line(report) -> str:
+    """'Engine: openvino 2026.4.1 (network and Refiner); ...' with the torch reference."""
+    versions = report.get('engines') or {}
+    name = str(report.get('engine', 'torch'))
+    version = versions.get(name.split(' ')[0])
+    refiner = report.get('refiner_engine')
+    precision = report.get('precision', 'fp32')
+    line = (f"Engine: {name}{f' {version}' if version else ''} {precision} (network"
+            f"{', the Refiner on ' + refiner if refiner and refiner != name else ''}"
+            f"{' and Refiner' if refiner == name else ''}); the per-frame baseline PERFRAME "
+            'runs on it too.')
+    if report.get('perframe_torch_hz') and not name.startswith('torch'):
+        line += (f" Per-frame on torch eager: {report['perframe_torch_hz']} Hz (1 core)"
+                 + (f", {report['perframe_torch_hz_both_cores']} Hz (both cores)"
+                    if report.get('perframe_torch_hz_both_cores') else '') + '.')
+    return line
 
 
 def accuracy_notes(backend: str, class_names) -> List[str]:

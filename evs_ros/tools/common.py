@@ -7,10 +7,10 @@ The options path (the same for every command)::
 
     --params YAML        a ROS-style params file (config/evs.yaml format): every setting
     --set KEY=VALUE      one dotted setting, repeatable (--set flow.scale=0.5)
-    --backend SPEC, --refiner CKPT, --device D, --operating-point NAME, --flow-threads N,
-    --inference-threads N
+    --backend SPEC, --refiner CKPT, --device D, --engine E, --operating-point NAME,
+    --flow-threads N, --inference-threads N
                          shortcuts for model.backend, model.refiner, model.device,
-                         operating_point.preset and runtime.*; unset unless given
+                         model.engine, operating_point.preset and runtime.*; unset unless given
 
 Precedence: the typed defaults < ``--params`` < ``--set`` < shortcut flags. Errors are one line
 on stderr and exit code 2 (:func:`fail`).
@@ -27,15 +27,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from evs_ros import errors
 from evs_ros.data.json_values import json_safe
 from evs_ros.config import (
-    OPERATING_POINTS, EvsConfig, OperatingPoint, config_from_flat, load_yaml, operating_point,
+    ENGINES, OPERATING_POINTS, EvsConfig, OperatingPoint, config_from_flat, load_yaml,
+    operating_point, spec_usage,
 )
 
 USER_ERRORS = errors.USER_ERRORS
 """Exceptions that are the user's to fix: one line, exit code 2 (no traceback)."""
 SHORTCUTS = {
     'backend': 'model.backend', 'refiner': 'model.refiner', 'device': 'model.device',
-    'operating_point': 'operating_point.preset', 'flow_threads': 'runtime.flow_threads',
-    'inference_threads': 'runtime.inference_threads',
+    'engine': 'model.engine', 'operating_point': 'operating_point.preset',
+    'flow_threads': 'runtime.flow_threads', 'inference_threads': 'runtime.inference_threads',
 }
 
 
@@ -50,11 +51,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, operating_point_flag: 
                        metavar='KEY=VALUE', help='one setting, e.g. --set flow.scale=0.5 '
                        '(repeatable; names as in config/evs.yaml)')
     if model:
-        group.add_argument('--backend', metavar='SPEC', help='network SPEC (model.backend): '
-                           'icnet:PATH|default, hf:MODEL, weights:NAME, onnx:PATH, ...')
+        group.add_argument('--backend', metavar='SPEC',
+                           help=f'network SPEC (model.backend): {spec_usage()}')
         group.add_argument('--refiner', metavar='CKPT', help="Refiner checkpoint, 'default' "
                            "(shipped) or '' / none (no Refiner)")
         group.add_argument('--device', choices=('auto', 'cpu', 'cuda'), help='model.device')
+        group.add_argument('--engine', choices=ENGINES, help='model.engine: auto (OpenVINO on a '
+                           'CPU, TensorRT or torch CUDA on NVIDIA), torch (the reference), '
+                           'openvino, onnxruntime or tensorrt')
     if operating_point_flag:
         group.add_argument('--operating-point', metavar='NAME',
                            help='operating_point.preset: EVS01..EVS14, ADAPTIVE or PERFRAME')
@@ -264,8 +268,6 @@ def add_operating_points_argument(parser: argparse.ArgumentParser) -> None:
 def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
                    default_synth: int = 0):
     """``evs eval`` and ``evs bench``: returns (report dict, model, config)."""
-    from tqdm import tqdm
-
     from evs_ros.evaluation import evaluate, model_class_names
     from evs_ros.evaluation.snippets import (scoring_for, snippet_source,
                                              with_perframe_labels)
@@ -281,10 +283,69 @@ def run_evaluation(args: argparse.Namespace, size_wh, figure_propagations: int,
     if described['kind'] == 'clips':  # the reference: the per-frame network's own labels
         snippets = with_perframe_labels(snippets, model)
     scoring = scoring_for(described['kind'], model_class_names(model))
-    with tqdm(total=count, desc='evaluate', unit='snippet') as bar:
+    with progress_bar(count, 'evaluate', 'snippet') as bar:
         report = evaluate(snippets, model, refiner, ops, config, figure_propagations,
                           progress=lambda snippet: bar.update(1),
-                          runtime=getattr(args, 'runtime', False), scoring=scoring)
+                          runtime=getattr(args, 'runtime', False), scoring=scoring,
+                          torch_reference=getattr(args, 'torch_reference', False))
     report.update(data=described, backend=config.model.backend,
-                  refiner=config.model.refiner if refiner is not None else '')
+                  refiner=config.model.refiner if refiner is not None else '',
+                  **engine_report(model, refiner))
     return report, model, config
+
+
+def warm_up_engines(model, refiner, frame_bgr, config: EvsConfig) -> None:
+    """Run the network (and the Refiner) once on ``frame_bgr`` at the network input size.
+
+    The size the pipeline gives the network (its input scale times the operating point's D,
+    :mod:`evs_ros.pipeline.network_input`), with the inference worker's threads: an engine
+    builds (or opens from its cache) the graph of that shape now, not on the first camera frame
+    of a measurement.
+    """
+    import numpy as np
+    import torch
+
+    from evs_ros.pipeline.network_input import (input_short_side, network_scale,
+                                                resize_for_network)
+    scale = network_scale(frame_bgr.shape[:2], config.operating_point.downscale,
+                          input_short_side(model))
+    image = resize_for_network(frame_bgr, scale)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(config.runtime.inference_threads)
+    try:
+        prediction = model.predict(image)
+        if refiner is not None:
+            refiner.refine(image, np.asarray(prediction.probs, np.float32), prediction.features)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def progress_bar(total: int, desc: str, unit: str):
+    """Return a tqdm bar, or a silent stand-in where tqdm is not installed (a bare GPU machine)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        import contextlib
+
+        class Silent:
+            def update(self, count: int = 1) -> None:
+                """Nothing to show."""
+
+        return contextlib.nullcontext(Silent())
+    return tqdm(total=total, desc=desc, unit=unit)
+
+
+def engine_report(model, refiner=None) -> Dict[str, object]:
+    """Return what runs the networks, for reports.
+
+    ``engine`` (the network's: ``openvino``, ``torch``, ...), its ``precision``, ``refiner_engine``
+    and ``engines`` (every engine's version, None when missing).
+    """
+    from evs_ros.models.engines import engine_versions
+    from evs_ros.models.graph import engine_name
+    runner = getattr(model, 'runner', None)
+    precision = ('fp16' if getattr(model, 'fp16', False) and getattr(runner, 'engine', '') ==
+                 'torch' else getattr(runner, 'precision', 'fp32'))
+    return {'engine': engine_name(model), 'precision': precision,
+            'refiner_engine': engine_name(refiner) if refiner is not None else None,
+            'engines': engine_versions()}

@@ -116,7 +116,8 @@ def process_video(args, pipeline, model, config) -> Dict[str, object]:
     return summarize(infos, wall_s, {
         'video': os.path.abspath(args.video), 'resolution': f'{width}x{height}',
         'operating_point': config.operating_point.name, 'backend': config.model.backend,
-        'refiner': config.model.refiner, 'network_input': describe_input(model),
+        'refiner': config.model.refiner, 'engine': common.engine_report(model)['engine'],
+        'network_input': describe_input(model),
         'class_names': list(visualizer.class_names),
         'labels_dir': labels_dir, 'overlay': overlay_path if writer is not None else None})
 
@@ -130,5 +131,5 @@ def run(args: argparse.Namespace) -> int:
         return common.fail('run', error)
     common.write_json(os.path.join(args.out, 'summary.json'), summary)
     print(f"{summary['frames']} frames, {summary['keyframes']} keyframes, {summary['hz']} Hz "
-          f'(pipeline only); wrote {args.out}')
+          f"(pipeline only, network on {summary['engine']}); wrote {args.out}")
     return 0
