@@ -42,7 +42,11 @@ fi
 stamp="$venv/.requirements.sha256"
 want="$(cat "${requirements[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "installing Python requirements (ROS 2 $EVS_ROS_DISTRO wheels, colcon, torch CPU, OpenCV, ...)"
+  if [ "$ros_wheels" = 1 ]; then
+    log "installing Python requirements (ROS 2 $EVS_ROS_DISTRO wheels, colcon, torch CPU, OpenCV, ...)"
+  else
+    log "installing Python requirements (torch CPU, OpenCV, transformers, ...; PyPI has no ROS 2 wheels for Python $(python -c 'import sys; print("%d.%d" % sys.version_info[:2])'))"
+  fi
   python -m pip install --quiet --upgrade pip
   python -m pip install --quiet "${requirements[@]/#/-r}"
   echo "$want" > "$stamp"

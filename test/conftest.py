@@ -5,7 +5,6 @@ import functools
 import glob
 import importlib.util
 import os
-import re
 import sys
 
 import numpy as np
@@ -17,13 +16,23 @@ if TEST_DIR not in sys.path:  # fake models etc. for `python:` backends
     sys.path.insert(0, TEST_DIR)
 
 HAS_RCLPY = importlib.util.find_spec('rclpy') is not None
-_ROS_IMPORT = re.compile(r'^\s*(?:from|import) (?:rclpy|ament_index_python|evs_ros\.msg|'
-                         r'evs_ros\.ros|node_harness|ros_clients)\b', re.MULTILINE)
+DISTRO_MODULES = ('rclpy', 'rcl_interfaces', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs',
+                  'lifecycle_msgs', 'composition_interfaces', 'ament_index_python', 'launch',
+                  'launch_ros', 'evs_ros.ros', 'evs_ros.msg', 'node_harness', 'ros_clients')
+"""Imports that make a test module depend on the ROS 2 distribution (ours included)."""
 
 
+@functools.lru_cache(maxsize=None)
 def _imports_ros(path: str) -> bool:
-    with open(path, encoding='utf-8') as stream:
-        return bool(_ROS_IMPORT.search(stream.read()))
+    """Tell whether the module at ``path`` imports one of :data:`DISTRO_MODULES` anywhere."""
+    with open(path, encoding='utf-8') as source:
+        tree = ast.parse(source.read(), path)
+    names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names]
+    names += [node.module for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module]
+    return any(name == module or name.startswith(module + '.')
+               for name in names for module in DISTRO_MODULES)
 
 
 # Without rclpy (Python 3.10 here: PyPI has ROS 2 wheels for 3.11/3.12 only; Humble users source
@@ -43,12 +52,6 @@ def pytest_report_header(config):
     return None
 
 
-DISTRO_MODULES = ('rclpy', 'rcl_interfaces', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs',
-                  'lifecycle_msgs', 'composition_interfaces', 'ament_index_python', 'launch',
-                  'launch_ros', 'evs_ros.ros', 'evs_ros.msg', 'node_harness', 'ros_clients')
-"""Imports that make a test module depend on the ROS 2 distribution (ours included)."""
-
-
 def pytest_collection_modifyitems(items):
     """Mark the tests that need a ROS graph (they use ``ros_env``) with ``ros``.
 
@@ -65,18 +68,6 @@ def pytest_collection_modifyitems(items):
                                                         'importable here'))
         elif _imports_ros(str(item.fspath)):
             item.add_marker(pytest.mark.distro)
-
-
-@functools.lru_cache(maxsize=None)
-def _imports_ros(path: str) -> bool:
-    with open(path, encoding='utf-8') as source:
-        tree = ast.parse(source.read(), path)
-    names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-             for alias in node.names]
-    names += [node.module for node in ast.walk(tree)
-              if isinstance(node, ast.ImportFrom) and node.module]
-    return any(name == module or name.startswith(module + '.')
-               for name in names for module in DISTRO_MODULES)
 
 
 def pick_domain_id(salt: int = 0) -> int:

@@ -80,6 +80,9 @@ def test_catalogue_file_adds_entries_and_rejects_unknown_fields(caches, monkeypa
                                              'checksum': 'x'}}))
     with pytest.raises(DownloadError, match=r"'bad' has unknown fields \['checksum'\]"):
         wc.load_catalogue()
+    extra.write_text(yaml.safe_dump({'empty': {'kind': 'hub', 'source': '', 'backend': 'hf'}}))
+    with pytest.raises(DownloadError, match="'empty': weights 'empty': source is empty"):
+        wc.load_catalogue()
     monkeypatch.setenv(wc.CATALOGUE_ENV, str(caches / 'missing.yaml'))
     with pytest.raises(DownloadError, match='missing.yaml.* is not a readable YAML file'):
         wc.load_catalogue()

@@ -108,6 +108,8 @@ class WeightsEntry:
     def __post_init__(self):
         if self.kind not in ('hub', 'file'):
             raise ValueError(f'weights {self.name!r}: kind={self.kind!r}; expected hub or file')
+        if not self.source:
+            raise ValueError(f'weights {self.name!r}: source is empty')
         if self.window and not re.fullmatch(r'\d+x\d+', self.window):
             raise ValueError(f'weights {self.name!r}: window={self.window!r}; expected HxW')
         if int(self.trained_short_side) < 0:
@@ -120,8 +122,6 @@ class WeightsEntry:
         how = (f'sliding {self.window} windows' if self.window else 'the whole frame')
         return (f'{how} at short side {self.trained_short_side} px, class scores upsampled '
                 'bilinearly before the argmax')
-        if not self.source:
-            raise ValueError(f'weights {self.name!r}: source is empty')
 
 
 def _segformer(variant: str, size_mb: float, accuracy: str, suffix: str = '',
