@@ -21,10 +21,12 @@ import torch
 from evs_ros.config import ModelConfig
 from evs_ros.data.cityscapes import write_snippet
 from evs_ros.data.video import VideoWriter
-from evs_ros.models.backends import load_backend
+from evs_ros.models import loading
+from evs_ros.models.backends import DEFAULT_ICNET, DEFAULT_REFINER, load_backend
 from evs_ros.models.checkpoint import load_checkpoint
 from evs_ros.models.espnet import ESPNetv2
-from evs_ros.models.loading import load_models, network_record
+from evs_ros.models.loading import load_models, network_record, shipped_refiners
+from evs_ros.models.weights_catalogue import ESPNETV2_S2
 from evs_ros.tools.cli import main as evs_main
 from evs_ros.training.data import RefinerPairs
 from evs_ros.training.losses import masked_segmentation_loss, masked_soft_loss
@@ -32,6 +34,7 @@ from evs_ros.training.sources import (
     clip_sequences, fit_to, load_sequences, shot_starts,
 )
 from evs_ros.training.teacher_cache import TeacherCache
+from real_data import real_path, requires_real
 
 torch.set_num_threads(1)
 HEIGHT, WIDTH = 48, 96
@@ -230,3 +233,24 @@ def test_default_picks_the_shipped_refiner_of_the_network(data, shipped_for_a, t
     _, explicit = load_models(ModelConfig(backend=other, refiner=str(shipped_for_a),
                                           device='cpu'))
     assert explicit is not None
+
+
+def test_every_shipped_refiner_records_its_network():
+    records = {os.path.basename(path): record for path, record in shipped_refiners()}
+    digest = hashlib.sha256(open(DEFAULT_ICNET, 'rb').read()).hexdigest()
+    assert records[os.path.basename(DEFAULT_REFINER)] == {
+        'sha256': digest, 'spec': 'icnet:default', 'name': 'the shipped ICNet'}
+    espnet = records['refiner_espnetv2_s2_cityscapes.pt']
+    assert espnet['sha256'] == ESPNETV2_S2.sha256 and espnet['name'] == ESPNETV2_S2.name
+    _, refiner = load_models(ModelConfig(backend='icnet:default', device='cpu'))
+    assert refiner is not None and refiner.feature_channels == load_checkpoint(
+        DEFAULT_REFINER)['config']['feature_channels']
+
+
+@requires_real
+def test_default_gives_espnetv2_s2_its_shipped_refiner():
+    path = real_path('weights', 'espnetv2_s_2.0_city_1024x512.pth')
+    model, refiner = load_models(ModelConfig(backend=f'espnet:{path}', device='cpu'))
+    assert refiner is not None and refiner.feature_channels == model.feature_channels == 256
+    assert loading.shipped_refiner_for(f'espnet:{path}').endswith(
+        'refiner_espnetv2_s2_cityscapes.pt')
