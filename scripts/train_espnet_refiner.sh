@@ -8,7 +8,8 @@
 #   - the synthetic benchmark's train split (evs synth: 40 snippets of 12 frames), with the
 #     teacher's labels as targets too (docs/benchmarks.md section 12b: its ground truth did worse).
 # 623 target frames in 44 sequences; samples are 384x768 (every frame resized to cover it, centre
-# crop). The teacher's predictions are cached (EVS_TRAIN_CACHE, default
+# crop; ESPNetv2 and the Refiner see them at that size: training does not apply
+# model.input_short_side, and the node's default now gives them short side 512, section 12b). The teacher's predictions are cached (EVS_TRAIN_CACHE, default
 # ~/.cache/evs_ros/refiner_training): only the first epoch runs ESPNetv2. On the 2-core reference
 # VM (shared): epoch 1 62 min, epochs 2-3 8 min each; CUDA is used if present.
 # Usage: scripts/train_espnet_refiner.sh [DATA_DIR] [OUT_DIR]
