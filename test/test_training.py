@@ -11,6 +11,7 @@ from evs_ros.models import load_backend, load_refiner
 from evs_ros.models.checkpoint import load_checkpoint
 from evs_ros.models.icnet import ICNet, IcnetModel
 from evs_ros.training.data import RefinerPairs
+from evs_ros.training.sources import layout_sequences
 from evs_ros.training.losses import (CASCADE_WEIGHTS, cascade_loss, masked_segmentation_loss,
                                      segmentation_loss)
 from evs_ros.tools.cli import main as evs_main
@@ -92,10 +93,11 @@ def test_train_icnet_resume_and_load(dataset_root, tmp_path):
 def test_refiner_pairs_and_training(dataset_root, tmp_path):
     torch.manual_seed(0)
     icnet = ICNet(num_classes=19, width_mult=0.25).eval()
-    pairs = RefinerPairs(dataset_root, 'train', (48, 96), IcnetModel(icnet, 'cpu'), max_gap=3)
+    pairs = RefinerPairs(layout_sequences(dataset_root, 'train'), (48, 96),
+                         IcnetModel(icnet, 'cpu'), max_gap=3)
     assert len(pairs) == 3  # labelled frames 1..3 have a predecessor
     data, probs, features, mask, labels = pairs[2]
-    assert data.shape == (3, 48, 96) and labels.shape == (48, 96)
+    assert data.shape == (3, 48, 96) and labels.shape == (12, 24)  # at the probs' resolution
     assert probs.shape == (19, 12, 24) and features.shape == (64, 3, 6)
     assert mask.shape == (12, 24) and 0.0 <= mask.min() and mask.max() <= 1.0
     torch.testing.assert_close(probs.sum(0), torch.ones(12, 24), atol=1e-4, rtol=0)

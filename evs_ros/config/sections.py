@@ -183,14 +183,16 @@ class ModelConfig:
     ``backend`` is one SPEC string used everywhere (the kinds: ``evs_ros/config/backends.py``);
     ``icnet:default`` is the shipped weights; ``auto`` (the default) is the best real network in
     the weights cache (``evs weights get espnetv2-s2-cityscapes``), else the shipped weights with
-    a warning. ``refiner`` is a checkpoint path, ``'default'`` (shipped) or ``''`` (no Refiner:
-    R acts as off). ``engine`` runs both networks (``evs_ros/models/engines.py``);
+    a warning. ``refiner`` is a checkpoint path, ``'default'`` (the shipped Refiner trained for
+    the network in use, recognised by the sha256 of its weights: the shipped ICNet and ESPNetv2
+    s=2.0 Cityscapes have one; any other network runs with R off and one warning) or ``''`` (no
+    Refiner: R acts as off). ``engine`` runs both networks (``evs_ros/models/engines.py``);
     ``precision`` ``auto`` is fp16 with ``fp16`` and fp32 otherwise.
     """
 
     backend: str = setting('auto', f'network SPEC: {spec_usage()}', restart=True)
-    refiner: str = setting('default', 'Refiner checkpoint, default (shipped) or empty for none',
-                           restart=True)
+    refiner: str = setting('default', 'Refiner checkpoint, default (the shipped one of the '
+                           'network, if any) or empty for none', restart=True)
     device: str = setting('auto', 'auto, cpu or cuda', choices=DEVICES, restart=True)
     fp16: bool = setting(False, 'half precision (CUDA; OpenVINO on CPUs with fp16 or bf16 '
                          'arithmetic); refused with one line where the engine has none',

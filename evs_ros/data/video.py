@@ -1,7 +1,7 @@
 """Video file input and mp4 output (OpenCV), for offline runs and overlays."""
 
 import os
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -35,6 +35,32 @@ def iter_video(path: str, max_frames: Optional[int] = None,
             count += 1
     finally:
         capture.release()
+
+
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov')
+
+
+def list_videos(paths: str, prefix: str = 'clips') -> List[str]:
+    """List the video files of a comma list of files or folders of them (``clips:PATHS``).
+
+    Raises:
+        FileNotFoundError: a path does not exist or a folder holds no video (the message starts
+            with ``prefix:PATH``).
+    """
+    found = []
+    for path in (item.strip() for item in paths.split(',') if item.strip()):
+        if os.path.isdir(path):
+            videos = sorted(os.path.join(path, name) for name in os.listdir(path)
+                            if name.lower().endswith(VIDEO_EXTENSIONS))
+            if not videos:
+                raise FileNotFoundError(f'{prefix}:{path} holds no video '
+                                        f'({", ".join(VIDEO_EXTENSIONS)})')
+            found += videos
+        elif os.path.isfile(path):
+            found.append(path)
+        else:
+            raise FileNotFoundError(f'{prefix}:{path} does not exist')
+    return found
 
 
 def video_fps(path: str, default: float = 17.0) -> float:

@@ -234,29 +234,14 @@ def video_snippets(directory: str, size_wh: Optional[Tuple[int, int]] = None,
         yield EvalSnippet(name=name, frames=frames, gt_labels=labels, annotated_index=index)
 
 
-VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov')
-
-
 def list_clips(paths: str) -> List[str]:
     """``clips:`` paths (comma list of video files or folders of them) -> video files.
 
     Raises:
         FileNotFoundError: a path does not exist or a folder holds no video.
     """
-    found = []
-    for path in (item.strip() for item in paths.split(',') if item.strip()):
-        if os.path.isdir(path):
-            videos = sorted(os.path.join(path, name) for name in os.listdir(path)
-                            if name.lower().endswith(VIDEO_EXTENSIONS))
-            if not videos:
-                raise FileNotFoundError(f'clips:{path} holds no video '
-                                        f'({", ".join(VIDEO_EXTENSIONS)})')
-            found += videos
-        elif os.path.isfile(path):
-            found.append(path)
-        else:
-            raise FileNotFoundError(f'clips:{path} does not exist')
-    return found
+    from evs_ros.data.video import list_videos
+    return list_videos(paths)
 
 
 def clip_snippets(paths: Sequence[str], size_wh: Optional[Tuple[int, int]] = None,

@@ -7,9 +7,14 @@ The node, every ``evs`` command, the benchmarks and training load models through
   names in the same order);
 * a Refiner trained with features takes the network's feature channels (a network without
   features still works: the Refiner then gets zeros in their place);
-* ``model.refiner: default`` names the shipped Refiner, trained for the shipped ICNet. With
-  another network it does not match: R then acts as off and a warning says why (not an error).
-  A Refiner the user names explicitly must match, else :class:`ModelMismatchError`;
+* ``model.refiner: default`` picks the shipped Refiner trained for the network in use: every
+  Refiner checkpoint records the network it was trained for (:func:`network_record`: the sha256
+  of its weights, the SPEC and a name), and ``default`` takes the shipped one
+  (``evs_ros/models/weights/refiner_*.pt``) whose record has the network's sha256, so the shipped
+  ICNet gets ``refiner_synth.pt`` and ESPNetv2 s=2.0 Cityscapes (whatever the SPEC that loads it:
+  ``weights:espnetv2-s2-cityscapes`` or ``espnet:PATH``) its own. With any other network R acts
+  as off and a warning says why (not an error). A Refiner the user names explicitly must match,
+  else :class:`ModelMismatchError`;
 * both run on the engine of ``model.engine`` at ``model.precision`` (:func:`use_engines`), and
   one log line names the engine and why it was chosen.
 
@@ -21,9 +26,13 @@ gets at D = 1 (``input_short_side``, from ``model.input_short_side``; the pipeli
 (:class:`~evs_ros.models.sliding.SlidingWindowModel`).
 """
 
+import glob
+import hashlib
 import logging
+import os
 import re
-from typing import Optional, Sequence, Tuple
+from functools import lru_cache
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from evs_ros.config import ModelConfig, window_size
 
@@ -100,7 +109,7 @@ def load_models(model_config: ModelConfig, need_refiner: bool = True):
             file, uncached weights, missing dependency).
         ModelMismatchError: an explicitly named Refiner does not fit the network.
     """
-    from evs_ros.models.backends import load_backend, load_refiner
+    from evs_ros.models.backends import load_backend
     chosen = auto_backend() if model_config.backend == AUTO else model_config.backend
     spec = resolve_backend_spec(chosen)
     model = load_backend(spec, model_config.device, model_config.fp16)
@@ -111,18 +120,40 @@ def load_models(model_config: ModelConfig, need_refiner: bool = True):
         LOGGER.warning('%s gives labels, not probabilities: R (the Refiner) needs probabilities '
                        'and acts as off; W and IAM work on the labels', model_config.backend)
     elif need_refiner and model_config.refiner:
-        refiner = load_refiner(model_config.refiner, model_config.device, model_config.fp16)
-        reason = refiner_mismatch(model, refiner)
-        if reason is not None and model_config.refiner == 'default':
-            LOGGER.warning('the shipped Refiner does not fit %s (%s): R acts as off; train one '
-                           'with `evs train refiner --backend %s`', model_config.backend, reason,
-                           model_config.backend)
-            refiner = None
-        elif reason is not None:
-            raise ModelMismatchError(f'model.refiner {model_config.refiner!r} was trained for '
-                                     f'another network: {reason}')
+        refiner = matching_refiner(model_config, spec, model)
     use_engines(model_config, spec, model, refiner)
     return model, refiner
+
+
+def matching_refiner(model_config: ModelConfig, spec: str, model):
+    """Load the Refiner ``model.refiner`` names for ``model`` (loaded from ``spec``).
+
+    ``default``: the shipped Refiner trained for this network (:func:`shipped_refiner_for`), or
+    None with one warning when there is none or it does not fit (R acts as off).
+
+    Raises:
+        ModelMismatchError: a Refiner named explicitly was trained for another network.
+    """
+    from evs_ros.models.backends import load_refiner
+    shipped = model_config.refiner == 'default'
+    path = shipped_refiner_for(spec) if shipped else model_config.refiner
+    if path is None:
+        LOGGER.warning('the shipped Refiner does not fit %s (shipped Refiners exist for %s): R '
+                       'acts as off; train one with `evs train refiner --backend %s --data '
+                       'VIDEO_OR_DATASET`', model_config.backend, _shipped_names(),
+                       model_config.backend)
+        return None
+    refiner = load_refiner(path, model_config.device, model_config.fp16)
+    reason = refiner_mismatch(model, refiner)
+    if reason is None:
+        return refiner
+    if shipped:
+        LOGGER.warning('the shipped Refiner does not fit %s (%s): R acts as off; train one with '
+                       '`evs train refiner --backend %s`', model_config.backend, reason,
+                       model_config.backend)
+        return None
+    raise ModelMismatchError(f'model.refiner {model_config.refiner!r} was trained for another '
+                             f'network: {reason}')
 
 
 def use_engines(model_config: ModelConfig, spec: str, model, refiner=None) -> str:
@@ -244,6 +275,117 @@ def _window_hw(model_config: ModelConfig, entry) -> Optional[Tuple[int, int]]:
         LOGGER.info('%s: no sliding windows in its published evaluation: model.window native '
                     'runs the whole frame', model_config.backend)
     return window_size(published) if published else None
+
+
+FILE_KINDS = ('icnet', 'espnet', 'onnx', 'torchscript', 'tflite')
+"""Backend kinds whose SPEC names one weights file (its sha256 identifies the network)."""
+HF_WEIGHT_PATTERNS = ('*.safetensors', '*.bin')
+
+
+def weights_files(resolved_spec: str) -> List[str]:
+    """List the files that hold the weights of a resolved SPEC (no ``auto`` / ``weights:``).
+
+    The file of file backends (``icnet:default``: the shipped ICNet), the weight files of an
+    ``hf:`` folder; [] for ``python:`` networks, hub ids and missing files.
+    """
+    kind, _, rest = resolved_spec.partition(':')
+    if kind == 'icnet' and rest == 'default':
+        from evs_ros.models.backends import DEFAULT_ICNET
+        rest = DEFAULT_ICNET
+    if kind in FILE_KINDS:
+        return [rest] if os.path.isfile(rest) else []
+    if kind == 'hf' and os.path.isdir(rest):
+        return sorted(path for pattern in HF_WEIGHT_PATTERNS
+                      for path in glob.glob(os.path.join(glob.escape(rest), pattern)))
+    return []
+
+
+def weights_sha256(resolved_spec: str) -> str:
+    """Return the sha256 (hex) of the network's weights ('' when the SPEC names no weights file).
+
+    The files of :func:`weights_files`; several are hashed in order.
+    """
+    paths = weights_files(resolved_spec)
+    if len(paths) == 1:
+        return _file_sha256(*_file_key(paths[0]))
+    if not paths:
+        return ''
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(_file_sha256(*_file_key(path)).encode())
+    return digest.hexdigest()
+
+
+def _file_key(path: str) -> Tuple[str, int, int]:
+    stat = os.stat(path)
+    return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) (a changed file is hashed again)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def network_record(spec: str) -> Dict[str, str]:
+    """Describe the network a Refiner is trained for (checkpoint ``meta['network']``).
+
+    ``sha256`` of its weights ('' when they are not a file: ``python:``), the ``spec`` it was
+    loaded with and its ``name`` (catalogue name, ``the shipped ICNet`` or the SPEC).
+    """
+    chosen = auto_backend() if spec == AUTO else spec
+    digest = weights_sha256(resolve_backend_spec(chosen))
+    return {'sha256': digest, 'spec': chosen, 'name': network_name(chosen, digest)}
+
+
+def network_name(spec: str, digest: str) -> str:
+    """Name the network for messages.
+
+    The catalogue entry with this sha256, the shipped ICNet, or the SPEC.
+    """
+    if spec == SHIPPED or (digest and digest == weights_sha256(SHIPPED)):
+        return 'the shipped ICNet'
+    if digest:
+        from evs_ros.models.weights_cache import load_catalogue
+        for entry in load_catalogue().values():
+            if entry.sha256 == digest:
+                return entry.name
+    return describe_backend(spec)
+
+
+def shipped_refiners() -> List[Tuple[str, Dict[str, str]]]:
+    """List (path, network record) of every shipped Refiner, by file name.
+
+    The shipped Refiners are ``evs_ros/models/weights/refiner_*.pt``.
+    """
+    from evs_ros.models.backends import WEIGHTS_DIR
+    from evs_ros.models.checkpoint import load_checkpoint
+    found = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(WEIGHTS_DIR), 'refiner_*.pt'))):
+        meta = load_checkpoint(path, expected_arch='refiner').get('meta') or {}
+        found.append((path, dict(meta.get('network') or {})))
+    return found
+
+
+def shipped_refiner_for(resolved_spec: str) -> Optional[str]:
+    """Return the shipped Refiner trained for the network of ``resolved_spec``, or None.
+
+    The Refiner's network record must have the same weights sha256.
+    """
+    digest = weights_sha256(resolved_spec)
+    if not digest:
+        return None
+    return next((path for path, record in shipped_refiners()
+                 if record.get('sha256') == digest), None)
+
+
+def _shipped_names() -> str:
+    names = [record.get('name') or os.path.basename(path) for path, record in shipped_refiners()]
+    return ', '.join(names) if names else 'no network'
 
 
 def refiner_mismatch(model, refiner) -> Optional[str]:

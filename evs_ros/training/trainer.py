@@ -4,8 +4,13 @@ ICNet trains from scratch on labelled crops (:mod:`evs_ros.training.losses` has 
 The Refiner trains on pairs (keyframe k, frame k + d, d in 1..max_gap): a frozen segmentation
 network (any backend: the *teacher*) predicts P and F at k, the pipeline's own propagation steps
 warp them to k + d with the user's flow and IAM settings and run IAM there, and the Refiner learns
-the labels of k + d with a mask-weighted loss. Its checkpoint records the teacher's class names and
-feature channels, so a Refiner is only ever paired with the network it was trained for.
+the target of k + d with a mask-weighted loss: the ground truth, or the teacher's own output on
+k + d (``targets``), so unlabelled video trains it too. Several sources (labelled datasets,
+unlabelled clips: :mod:`evs_ros.training.sources`) mix in one run; the teacher's predictions are
+cached on disk (:mod:`evs_ros.training.teacher_cache`). The checkpoint records the teacher's class
+names and feature channels, and which network it is (``meta['network']``: sha256 of its weights,
+SPEC, name), so a Refiner is only ever paired with the network it was trained for and
+``model.refiner: default`` finds the shipped Refiner of the network in use.
 
 Checkpoints are evs_ros checkpoints (``checkpoint.py``) whose ``meta`` also holds ``epoch`` and
 ``optimizer`` so ``resume`` continues where a run stopped.
@@ -13,6 +18,7 @@ Checkpoints are evs_ros checkpoints (``checkpoint.py``) whose ``meta`` also hold
 
 import os
 from dataclasses import asdict, dataclass
+from itertools import islice
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -25,14 +31,16 @@ from evs_ros.models.checkpoint import load_checkpoint, save_checkpoint
 from evs_ros.models.icnet import ICNet, select_device
 from evs_ros.models.refiner import RefinerNet
 from evs_ros.training.data import IcnetCrops, RefinerPairs
-from evs_ros.training.losses import cascade_loss, masked_segmentation_loss
+from evs_ros.training.losses import cascade_loss, refiner_loss
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run (``evs train``)."""
 
-    data_root: str
+    data: Tuple[str, ...]
+    """Sources: ICNet one Cityscapes-layout ROOT; the Refiner any mix of ROOTs and
+    ``clips:PATHS`` (:mod:`evs_ros.training.sources`)."""
     out_path: str
     split: str = 'train'
     epochs: int = 10
@@ -65,6 +73,25 @@ class TrainConfig:
     """Refiner only: the flow settings the pipeline will run with."""
     iam: IamConfig = IamConfig()
     """Refiner only: the IAM settings the pipeline will run with."""
+    targets: str = 'auto'
+    """Refiner only: ``auto`` | ``labels`` | ``teacher`` (``evs_ros.training.data.TARGETS``)."""
+    soft_targets: bool = False
+    """Refiner only: teacher targets as probabilities (soft cross entropy), not its argmax."""
+    cache_dir: str = ''
+    """Refiner only: where decoded clips and the teacher's predictions are kept ('' =
+    ``~/.cache/evs_ros/refiner_training``)."""
+
+    @property
+    def data_root(self) -> str:
+        """The first source (ICNet trains on exactly one)."""
+        return self.data[0]
+
+    def cache_root(self) -> str:
+        """:attr:`cache_dir` or the default under the evs_ros cache."""
+        if self.cache_dir:
+            return self.cache_dir
+        from evs_ros.models.weights_cache import evs_cache_dir
+        return os.path.join(evs_cache_dir(), 'refiner_training')
 
     def teacher_spec(self) -> str:
         """Return the Refiner's teacher network SPEC; ValueError when none is given."""
@@ -150,10 +177,9 @@ class Trainer:
         for epoch in range(self.start_epoch, config.epochs):
             self.network.train()
             losses = []
-            bar = tqdm(loader, total=steps, desc=f'{self.arch} epoch {epoch + 1}/{config.epochs}')
-            for step, batch in enumerate(bar):
-                if step >= steps:
-                    break
+            bar = tqdm(islice(loader, steps), total=steps,
+                       desc=f'{self.arch} epoch {epoch + 1}/{config.epochs}')
+            for step, batch in enumerate(bar):  # islice: no batch is loaded beyond ``steps``
                 for group in self.optimizer.param_groups:
                     group['lr'] = _poly_lr(config.lr, epoch * steps + step, total)
                 loss = self.step_fn(self.network, batch, self.device)
@@ -208,28 +234,33 @@ def check_label_ids(labels: torch.Tensor, num_classes: int, ignore: int = 255) -
 
 
 def check_dataset_labels(dataset: RefinerPairs, num_classes: int, limit: int = 8) -> None:
-    """Run :func:`check_label_ids` on up to ``limit`` label files spread over ``dataset``.
+    """Run :func:`check_label_ids` on up to ``limit`` ground-truth targets spread over ``dataset``.
 
     Before training starts; every batch is checked again while training.
     """
     from evs_ros.data.cityscapes import read_labels
-    chosen = np.linspace(0, len(dataset.items) - 1, min(limit, len(dataset.items)))
-    for index in sorted(set(chosen.round().astype(int))):
-        labels = read_labels(dataset.items[index][2])
+    files = dataset.label_files()
+    chosen = np.linspace(0, len(files) - 1, min(limit, len(files))).round().astype(int)
+    for index in sorted(set(chosen)) if files else ():
+        labels = read_labels(files[index])
         check_label_ids(torch.from_numpy(labels.astype(np.int64)), num_classes)
 
 
 def _refiner_step(outside_weight: float):
     def step(network, batch, device) -> torch.Tensor:
-        data, probs, features, mask, labels = (tensor.to(device) for tensor in batch)
-        check_label_ids(labels, network.num_classes)
+        data, probs, features, mask, target = (tensor.to(device) for tensor in batch)
+        if not target.is_floating_point():
+            check_label_ids(target, network.num_classes)
         logits = network(data, probs, features)['logits']
-        return masked_segmentation_loss(logits, labels, mask, outside_weight)
+        return refiner_loss(logits, target, mask, outside_weight)
     return step
 
 
 def train_icnet(config: TrainConfig) -> Dict[str, float]:
     """Train ICNet from scratch on a Cityscapes-layout dataset (``config.data_root``)."""
+    if len(config.data) != 1 or config.data_root.startswith('clips:'):
+        raise ValueError('ICNet trains on one labelled Cityscapes-layout dataset: pass one '
+                         '--data ROOT')
     arch_config = {'num_classes': len(CLASS_NAMES), 'width_mult': config.width_mult,
                    'aux_heads': True}
     dataset = IcnetCrops(config.data_root, config.split, config.crop_hw, config.seed)
@@ -241,21 +272,33 @@ def train_refiner(config: TrainConfig, teacher=None) -> Dict[str, float]:
     """Train the Refiner for a frozen network.
 
     ``teacher`` (a ``SegmentationModel``) or the one ``config.teacher_spec()`` names. Works for any
-    backend, with or without features.
+    backend, with or without features. The teacher's predictions are cached
+    (``config.cache_root()``) when its weights are known by sha256 (the SPEC names a weights file
+    or folder); the checkpoint's ``meta['network']`` records the network
+    (:func:`evs_ros.models.loading.network_record`).
     """
-    spec = getattr(teacher, 'spec', '') if teacher is not None else config.teacher_spec()
+    from evs_ros.models.loading import load_models, network_record
+    from evs_ros.training.sources import load_sequences
+    from evs_ros.training.teacher_cache import TeacherCache
     if teacher is None:
-        from evs_ros.models.loading import load_models
         device = config.device if not config.workers else 'cpu'  # DataLoader workers: CPU
-        teacher, _ = load_models(ModelConfig(backend=spec, refiner='', device=device), False)
+        teacher, _ = load_models(ModelConfig(backend=config.teacher_spec(), refiner='',
+                                             device=device), False)
+    spec = getattr(teacher, 'backend_spec', '') or getattr(teacher, 'spec', '')
+    network = network_record(spec) if spec else {}
     feature_channels = int(getattr(teacher, 'feature_channels', 0) or 0)
     arch_config = {'num_classes': int(teacher.num_classes), 'feature_channels': feature_channels,
                    'width_mult': config.width_mult, 'residual': config.residual}
-    dataset = RefinerPairs(config.data_root, config.split, config.crop_hw, teacher,
-                           config.max_gap, config.seed, config.flow, config.iam)
+    cache = TeacherCache(teacher, config.cache_root(), network.get('sha256', ''))
+    sequences = load_sequences(config.data, config.split, config.cache_root())
+    dataset = RefinerPairs(sequences, config.crop_hw, cache, config.max_gap, config.targets,
+                           config.soft_targets, config.flow, config.iam)
     check_dataset_labels(dataset, arch_config['num_classes'])
+    print(f'refiner training: {len(dataset)} target frames in {len(sequences)} sequences from '
+          f'{len(config.data)} source(s); teacher {network.get("name") or spec or "given"}',
+          flush=True)
     class_names = getattr(teacher, 'class_names', None)
     trainer = Trainer(config, 'refiner', RefinerNet(**arch_config), arch_config, dataset,
                       _refiner_step(config.outside_weight), class_names,
-                      meta={'teacher_backend': spec})
+                      meta={'teacher_backend': spec, 'network': network})
     return trainer.run()
