@@ -20,7 +20,7 @@ from evs_ros.data.synth import SynthConfig, render_snippet
 from evs_ros.models.base import Prediction
 from evs_ros.evaluation import EvalSnippet, cityscapes_snippets, evaluate, table1
 from evs_ros.evaluation.runtime_runs import runtime_first_frame
-from evs_ros.pipeline.pipeline import downscale_image
+from evs_ros.pipeline.network_input import resize_for_network
 from evs_ros.pipeline.scheduler import effective_interval
 from evs_ros.tools.common import parse_operating_points
 
@@ -39,7 +39,7 @@ class OracleModel:
 
     def register(self, image_bgr, labels):
         for downscale in (1.0, 0.5):
-            small = downscale_image(image_bgr, downscale)
+            small = resize_for_network(image_bgr, downscale)  # as the pipeline feeds it
             size_wh = (small.shape[1], small.shape[0])
             self._labels[small.tobytes()] = cv2.resize(labels, size_wh,
                                                        interpolation=cv2.INTER_NEAREST)

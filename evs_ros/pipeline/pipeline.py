@@ -27,9 +27,9 @@ import numpy as np
 from evs_ros.config import EvsConfig, OperatingPoint
 from evs_ros.pipeline.inference import InlineInference
 from evs_ros.pipeline.results import FrameResult
-from evs_ros.pipeline.stepper import FrameStepper, downscale_image
+from evs_ros.pipeline.stepper import FrameStepper
 
-__all__ = ['EvsPipeline', 'downscale_image']
+__all__ = ['EvsPipeline']
 
 
 class EvsPipeline:

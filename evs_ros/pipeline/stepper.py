@@ -36,7 +36,6 @@ import logging
 import math
 from typing import Callable, Optional, Tuple
 
-import cv2
 import numpy as np
 
 from evs_ros.config import EvsConfig, OperatingPoint, effective_flow
@@ -52,15 +51,6 @@ from evs_ros.pipeline.stats import StreamStats
 
 LOGGER = logging.getLogger('evs_ros')
 POLL_S = 0.05
-
-
-def downscale_image(image_bgr: np.ndarray, downscale: float) -> np.ndarray:
-    """Return the uint8 (round(H*D), round(W*D), 3) network input (INTER_AREA); D=1: as is."""
-    if downscale >= 1.0:
-        return image_bgr
-    height, width = image_bgr.shape[:2]
-    size_wh = (max(1, round(width * downscale)), max(1, round(height * downscale)))
-    return cv2.resize(image_bgr, size_wh, interpolation=cv2.INTER_AREA)
 
 
 class KeyframeWork:
