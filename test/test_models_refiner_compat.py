@@ -22,6 +22,7 @@ from evs_ros.models.checkpoint import load_checkpoint, save_checkpoint
 from evs_ros.models.loading import ModelMismatchError, load_models, refiner_mismatch
 from evs_ros.models.refiner import RefinerNet
 from evs_ros.tools.cli import main as evs_main
+from stripes import moving_stripes
 from tiny_hf import FEATURE_CHANNELS, save_tiny_model
 
 torch.set_num_threads(1)
@@ -35,15 +36,7 @@ def stripes(count=4, shift_px=2):
     """Frames of moving stripes labelled 0..3 (stripe index), textured so DIS can track them."""
     rng = np.random.default_rng(0)
     texture = rng.integers(0, 255, (HEIGHT, WIDTH + count * shift_px, 3), dtype=np.uint8)
-    labels = (np.arange(WIDTH + count * shift_px) // 24 % 4).astype(np.uint8)
-    frames = []
-    for index in range(count):
-        start = (count - index) * shift_px
-        image = texture[:, start:start + WIDTH].copy()
-        image[..., 0] = labels[start:start + WIDTH] * 60
-        frames.append(SimpleNamespace(image_bgr=image,
-                                      labels=np.tile(labels[start:start + WIDTH], (HEIGHT, 1))))
-    return frames
+    return moving_stripes(texture, count, shift_px)
 
 
 @pytest.fixture(scope='module')

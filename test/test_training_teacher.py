@@ -35,6 +35,7 @@ from evs_ros.training.sources import (
 )
 from evs_ros.training.teacher_cache import TeacherCache
 from real_data import real_path, requires_real
+from stripes import moving_stripes
 
 torch.set_num_threads(1)
 HEIGHT, WIDTH = 48, 96
@@ -50,15 +51,7 @@ def stripes(count=SHOT_FRAMES, shift_px=2, seed=0, dark=False):
     coarse = rng.integers(0, 255, (HEIGHT // 4, (WIDTH + count * shift_px) // 4, 3), np.uint8)
     texture = cv2.resize(coarse, (WIDTH + count * shift_px, HEIGHT),
                          interpolation=cv2.INTER_CUBIC) // (4 if dark else 1)
-    labels = (np.arange(WIDTH + count * shift_px) // 24 % 4).astype(np.uint8)
-    frames = []
-    for index in range(count):
-        start = (count - index) * shift_px
-        image = texture[:, start:start + WIDTH].copy()
-        image[..., 0] = labels[start:start + WIDTH] * 60
-        frames.append(SimpleNamespace(image_bgr=image,
-                                      labels=np.tile(labels[start:start + WIDTH], (HEIGHT, 1))))
-    return frames
+    return moving_stripes(texture, count, shift_px)
 
 
 def save_espnet(path, seed):
